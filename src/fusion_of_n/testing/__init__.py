@@ -1,0 +1,10 @@
+"""Fakes shipped with the library, for your tests as much as ours.
+
+- :class:`FakeBackend`: an in-process backend answering from a script.
+- :class:`FakeOpenAIServer`: an OpenAI-compatible HTTP server on 127.0.0.1 driven by the same scripts.
+"""
+
+from .fake import FakeBackend, echo
+from .script import HTTPFault, Reply, Script, count_tokens
+
+__all__ = ["FakeBackend", "HTTPFault", "Reply", "Script", "count_tokens", "echo"]
