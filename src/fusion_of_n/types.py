@@ -175,6 +175,7 @@ class Aggregation:
     analysis: str | None = None
     flags: tuple[str, ...] = ()
     usage: Mapping[str, Usage] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # method details, e.g. fusion's presentation order
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class Result:
     flags: tuple[str, ...] = ()
     usage: Mapping[str, Usage] = field(default_factory=dict)
     failures: tuple[Failure, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def total_usage(self) -> Usage:
@@ -209,4 +211,5 @@ class Result:
             "candidates": [c.to_dict() for c in self.candidates],
             "failures": [f.to_dict() for f in self.failures],
             "usage": usage,
+            "extra": dict(self.extra),
         }

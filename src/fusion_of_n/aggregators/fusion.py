@@ -1,0 +1,175 @@
+"""Fusion-of-N: a fusor LLM compares the candidates and writes one answer from them.
+
+The fusor sees the conversation up to the last user turn unchanged (so the candidate prompt is a
+prefix of the fusor prompt for servers with prefix caching), then one user turn built from
+``prompts/fusion.txt``: the instruction, the candidates numbered anonymously in a seeded shuffled
+order, and the target language.
+
+Reply parsing (:func:`parse_fusion`), in order:
+
+1. ``[[`` ... ``]]``: the answer runs from the first ``[[`` to the last ``]]`` after it (so brackets
+   inside the answer, e.g. nested lists in code, survive); the text before is the analysis.
+2. ``[[`` without a closing ``]]`` (typically cut by max_tokens): everything after ``[[``;
+   flag ``unbalanced_brackets``.
+3. ``]]`` without ``[[``: the text before ``]]``, after the last answer label if there is one;
+   flag ``unbalanced_brackets``.
+4. No brackets: the text after the last answer label at the start of a line (``Answer:``,
+   ``Final response:``, ...); else, when the reply opens with "Comparison", the paragraphs after the
+   last one that mentions a candidate; else the whole reply. Flag ``missing_brackets``.
+5. Nothing left: the first usable candidate (pool order) is returned as a selection; flags
+   ``empty_fusion`` and ``fell_back_to_candidate``. Upstream errors are never turned into answers:
+   they propagate as exceptions.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from string import Template
+
+from ..backends.base import Backend
+from ..errors import ConfigError
+from ..language import target_language
+from ..types import Aggregation, Candidate, Request
+from .base import AggregatorOptions, register
+
+_LABEL = re.compile(
+    r"^[ \t*#>_-]*(?:final\s+(?:answer|response)|answer|response|fused\s+(?:answer|response))\s*[:：][ \t*_]*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_COMPARISON = re.compile(r"^\W*comparison\W*", re.IGNORECASE)
+_MENTIONS_CANDIDATE = re.compile(r"\bcandidates?\b", re.IGNORECASE)
+UNKNOWN_LANGUAGE = "the instruction's language"
+
+
+def _prompt(name: str) -> Template:
+    return Template(resources.files(__package__).joinpath("prompts", name).read_text(encoding="utf-8"))
+
+
+FUSION_TEMPLATE = _prompt("fusion.txt")
+CANDIDATE_TEMPLATE = _prompt("fusion_candidate.txt")
+
+
+@dataclass(frozen=True)
+class ParsedFusion:
+    text: str
+    analysis: str
+    flags: tuple[str, ...] = ()
+
+
+_TRAILING_LABEL = re.compile(
+    r"(?:final\s+(?:answer|response)|answer|response|fused\s+(?:answer|response))\W*$", re.IGNORECASE
+)
+
+
+def _clean_analysis(text: str) -> str:
+    """The comparison without its leading "Comparison:" and a trailing "Answer:" label."""
+    text = _TRAILING_LABEL.sub("", text.strip()).strip()
+    return _COMPARISON.sub("", text, count=1).strip()
+
+
+def parse_fusion(reply: str) -> ParsedFusion:
+    """Split a fusor reply into (answer, analysis, flags); see the module docstring for the rules."""
+    start, end = reply.find("[["), reply.rfind("]]")
+    if start != -1 and end > start:
+        return ParsedFusion(reply[start + 2 : end].strip(), _clean_analysis(reply[:start]))
+    if start != -1:
+        return ParsedFusion(reply[start + 2 :].strip(), _clean_analysis(reply[:start]), ("unbalanced_brackets",))
+    if end != -1:
+        head = reply[:end]
+        labels = list(_LABEL.finditer(head))
+        cut = labels[-1].end() if labels else 0
+        return ParsedFusion(head[cut:].strip(), _clean_analysis(head[:cut]), ("unbalanced_brackets",))
+    labels = list(_LABEL.finditer(reply))
+    if labels:
+        last = labels[-1]
+        return ParsedFusion(reply[last.end() :].strip(), _clean_analysis(reply[: last.start()]), ("missing_brackets",))
+    paragraphs = [p for p in re.split(r"\n\s*\n", reply.strip()) if p.strip()]
+    if paragraphs and _COMPARISON.match(paragraphs[0]):
+        last = max(i for i, p in enumerate(paragraphs) if i == 0 or _MENTIONS_CANDIDATE.search(p))
+        if last + 1 < len(paragraphs):
+            answer = "\n\n".join(paragraphs[last + 1 :])
+            return ParsedFusion(answer, _clean_analysis("\n\n".join(paragraphs[: last + 1])), ("missing_brackets",))
+    return ParsedFusion(reply.strip(), "", ("missing_brackets",))
+
+
+def presentation_order(count: int, seed: int | None) -> list[int]:
+    """Positions 0..count-1 in the (seeded) shuffled order in which the fusor sees them."""
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def render_fusion_prompt(instruction: str, texts: Sequence[str], language: str | None) -> str:
+    """The fusor's user turn for candidate ``texts`` already in presentation order."""
+    blocks = "\n\n".join(
+        CANDIDATE_TEMPLATE.substitute(number=i, text=text.strip()).rstrip() for i, text in enumerate(texts, 1)
+    )
+    return FUSION_TEMPLATE.substitute(
+        count=len(texts), language=language or UNKNOWN_LANGUAGE, instruction=instruction.strip(), candidates=blocks
+    )
+
+
+@register("fusion")
+@dataclass(frozen=True)
+class Fusion:
+    """Fuse the pool with ``fusor``. ``seed`` fixes the presentation order; ``max_tokens`` caps the
+    fusor's reply (None: twice the candidates' max_tokens if set, else the backend's default)."""
+
+    fusor: Backend
+    seed: int | None = None
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    name: str = "fusion"
+
+    @classmethod
+    def build(cls, options: AggregatorOptions) -> Fusion:
+        if options.fusor is None:
+            raise ConfigError("fusion needs a fusor model: pass --fusor SPEC (default: the first --model)")
+        return cls(options.fusor, options.seed, max_tokens=options.fusor_max_tokens)
+
+    def messages(self, request: Request, candidates: Sequence[Candidate]) -> tuple[list[dict[str, str]], list[int]]:
+        """The fusor chat and the pool indices in presentation order."""
+        order = [candidates[i].index for i in presentation_order(len(candidates), self._seed(request))]
+        by_index = {c.index: c for c in candidates}
+        language = target_language(request.last_user_text, request.language)
+        turn = render_fusion_prompt(request.last_user_text, [by_index[i].text for i in order], language)
+        history = list(request.messages)
+        if history and history[-1].get("role") == "user":
+            history = history[:-1]
+        return [*history, {"role": "user", "content": turn}], order  # type: ignore[list-item]
+
+    def _seed(self, request: Request) -> int | None:
+        return self.seed if self.seed is not None else request.params.seed
+
+    async def aggregate(self, request: Request, candidates: Sequence[Candidate]) -> Aggregation:
+        messages, order = self.messages(request, candidates)
+        budget = self.max_tokens
+        if budget is None and request.params.max_tokens is not None:
+            budget = 2 * request.params.max_tokens
+        fusor_request = request.with_messages(
+            messages, temperature=self.temperature, max_tokens=budget, top_logprobs=None
+        )
+        generation = await self.fusor.generate(fusor_request, n=1)
+        reply = generation.candidates[0]
+        parsed = parse_fusion(reply.text)
+        flags = list(parsed.flags)
+        if reply.finish_reason == "length":
+            flags.append("fusor_truncated")
+        text, chosen = parsed.text, None
+        if not text:
+            flags += ["empty_fusion", "fell_back_to_candidate"]
+            first = min(candidates, key=lambda c: c.index)
+            text, chosen = first.text, first.index
+        return Aggregation(
+            text=text,
+            method=self.name,
+            chosen=chosen,
+            analysis=parsed.analysis or None,
+            flags=tuple(flags),
+            usage={"fusion": generation.usage},
+            extra={"presentation_order": order, "fusor": self.fusor.name, "raw_reply": reply.text},
+        )

@@ -1,0 +1,155 @@
+"""The one data path: request -> sample N per model -> candidate pool -> aggregate -> Result.
+
+:class:`Pipeline` holds the built backends so a pool can be aggregated by several methods (the demo,
+batch generation and evaluation compare methods on one pool). :func:`arun` / :func:`run` are the
+one-shot library calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .aggregators.base import Aggregator, AggregatorOptions, build_aggregator
+from .backends.base import Backend, create_backend
+from .config import PipelineSettings, environment
+from .sampling import Pool, sample
+from .scorers.base import Scorer
+from .types import Message, Params, Request, Result, Usage
+
+
+class Pipeline:
+    """Built backends, scorer and aggregators for one :class:`PipelineSettings`.
+
+    Use as ``async with Pipeline(settings) as pipe: result = await pipe.run(request)``.
+    Backends built here from specs are closed on exit; Backend objects passed in are the caller's.
+    """
+
+    def __init__(self, settings: PipelineSettings, env: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self._env = environment() if env is None else env
+        self._by_spec: dict[str, Backend] = {}
+        self._owned: list[Backend] = []
+        self.backends = [self._backend(m) for m in settings.models]
+        self.fusor = self._backend(settings.fusor) if settings.fusor is not None else self.backends[0]
+        self._scorer: Scorer | None = None
+        self._aggregators: dict[str, Aggregator] = {}
+
+    def _backend(self, model: str | Backend) -> Backend:
+        if not isinstance(model, str):
+            return model
+        if model not in self._by_spec:  # one backend (one session, one loaded model) per spec
+            backend = create_backend(model, self._env)
+            self._by_spec[model] = backend
+            self._owned.append(backend)
+        return self._by_spec[model]
+
+    def scorer(self) -> Scorer:
+        """Best-of-N's scorer: the reward model, else the judge, else the fusor as an LLM judge."""
+        if self._scorer is None:
+            from .scorers.factory import create_scorer
+
+            judge = self.settings.judge
+            judge_backend = None if self.settings.reward else self._backend(judge) if judge else self.fusor
+            self._scorer = create_scorer(judge=judge_backend, reward=self.settings.reward, env=self._env)
+            assert self._scorer is not None
+        return self._scorer
+
+    def aggregator(self, method: str | None = None) -> Aggregator:
+        method = method or self.settings.method
+        if method not in self._aggregators:
+            options = AggregatorOptions(
+                fusor=self.fusor,
+                selector=self.fusor,
+                scorer=self.scorer() if method == "bon" else None,
+                seed=self.settings.seed,
+                fusor_max_tokens=self.settings.fusor_max_tokens,
+            )
+            self._aggregators[method] = build_aggregator(method, options)
+        return self._aggregators[method]
+
+    def request(self, prompt: str | Sequence[Message] | Request) -> Request:
+        """A Request from a prompt or a chat, with this pipeline's sampling parameters."""
+        if isinstance(prompt, Request):
+            return prompt
+        s = self.settings
+        params = Params(s.temperature, s.top_p, s.max_tokens, s.seed, s.stop)
+        if isinstance(prompt, str):
+            return Request.from_prompt(prompt, system=s.system, params=params, language=s.language)
+        messages = tuple(prompt)
+        if s.system and not any(m.get("role") == "system" for m in messages):
+            messages = ({"role": "system", "content": s.system}, *messages)
+        return Request(messages, params, s.language)
+
+    async def sample(self, request: Request) -> Pool:
+        return await sample(self.backends, request, self.settings.n, min_candidates=self.settings.min_candidates)
+
+    async def aggregate(self, request: Request, pool: Pool, method: str | None = None) -> Result:
+        """Aggregate an existing pool (several methods can share one pool)."""
+        aggregator = self.aggregator(method)
+        flags: list[str] = []
+        usable = pool.candidates if self.settings.include_flagged else pool.usable
+        if not usable:
+            usable, flags = pool.candidates, ["all_candidates_flagged"]
+        started = time.perf_counter()
+        decision = await aggregator.aggregate(request, usable)
+        wall = time.perf_counter() - started
+        stages: dict[str, Usage] = {"sampling": pool.usage}
+        for stage, usage in decision.usage.items():
+            # concurrent calls inside one stage: report the stage's wall time, not the sum of calls
+            seconds = wall if len(decision.usage) == 1 else usage.seconds
+            stages[stage] = dataclasses.replace(usage, seconds=seconds)
+        scores = decision.scores or {}
+        candidates = tuple(c.replace(score=scores.get(c.index)) for c in pool.candidates)
+        return Result(
+            text=decision.text,
+            method=decision.method,
+            candidates=candidates,
+            chosen=decision.chosen,
+            analysis=decision.analysis,
+            flags=(*flags, *decision.flags),
+            usage=stages,
+            failures=pool.failures,
+            extra=decision.extra,
+        )
+
+    async def run(self, prompt: str | Sequence[Message] | Request, method: str | None = None) -> Result:
+        request = self.request(prompt)
+        self.aggregator(method)  # fail on a bad method before spending tokens on samples
+        return await self.aggregate(request, await self.sample(request), method)
+
+    async def aclose(self) -> None:
+        closers = [b.aclose() for b in self._owned]
+        if self._scorer is not None:
+            closers.append(self._scorer.aclose())
+        await asyncio.gather(*closers, return_exceptions=True)
+
+    async def __aenter__(self) -> Pipeline:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def arun(prompt: str | Sequence[Message] | Request, *, env: Mapping[str, str] | None = None, **settings: Any) -> Result:
+    """Sample, aggregate and return one :class:`Result`.
+
+    Keyword arguments are :class:`~fusion_of_n.config.PipelineSettings` fields: ``models`` (spec
+    strings or Backend objects), ``n``, ``method``, ``fusor``, ``judge``, ``reward``, ``temperature``,
+    ``top_p``, ``max_tokens``, ``seed``, ``stop``, ``language``, ``system``, ``min_candidates``,
+    ``include_flagged``, ``fusor_max_tokens``.
+    """
+    async with Pipeline(PipelineSettings.of(**settings), env) as pipeline:
+        return await pipeline.run(prompt)
+
+
+def run(prompt: str | Sequence[Message] | Request, *, env: Mapping[str, str] | None = None, **settings: Any) -> Result:
+    """Synchronous :func:`arun`. Inside a running event loop, ``await arun(...)`` instead."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(arun(prompt, env=env, **settings))
+    raise RuntimeError("fusion_of_n.run() was called inside a running event loop; use `await fusion_of_n.arun(...)`")

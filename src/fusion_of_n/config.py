@@ -1,0 +1,75 @@
+"""Settings: flags, keyword arguments (and later TOML presets) -> validated values -> built objects.
+
+This is the one module that reads ``os.environ``; everything below it gets an ``env`` mapping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+DEFAULT_MODEL = "local:qwen2.5-coder-0.5b"
+
+
+def environment() -> Mapping[str, str]:
+    """A snapshot of the process environment (API keys, base URLs, FUSION_OF_N_CACHE)."""
+    return dict(os.environ)
+
+
+def cache_dir(env: Mapping[str, str]) -> Path:
+    """Where assembled models live: $FUSION_OF_N_CACHE, else ~/.cache/fusion-of-n."""
+    configured = env.get("FUSION_OF_N_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "fusion-of-n"
+
+
+class PipelineSettings(BaseModel):
+    """Everything that decides how one prompt becomes one answer. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    models: tuple[Any, ...] = Field(default=(DEFAULT_MODEL,), min_length=1)  # specs or Backend objects
+    n: int = Field(default=5, ge=1, le=256, description="samples per model")
+    method: str = "fusion"
+    fusor: Any = None  # spec or Backend; default: the first model
+    judge: Any = None  # spec or Backend; bon's default scorer when no reward model is given: the fusor
+    reward: str | None = None
+    temperature: float | None = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    stop: tuple[str, ...] | None = None
+    language: str | None = None
+    system: str | None = None
+    min_candidates: int = Field(default=1, ge=1)
+    include_flagged: bool = False
+    fusor_max_tokens: int | None = Field(default=None, ge=1)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) or not isinstance(value, (list, tuple)) else value
+
+    @classmethod
+    def of(cls, **values: Any) -> PipelineSettings:
+        """Validate, turning pydantic's report into one ConfigError line per problem."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {where!r}")
+        else:
+            problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+    return "; ".join(problems)

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import pytest
+
+from fusion_of_n.aggregators.base import AggregatorOptions, build_aggregator
+from fusion_of_n.aggregators.fusion import Fusion, parse_fusion, presentation_order, render_fusion_prompt
+from fusion_of_n.errors import ConfigError, UpstreamHTTPError
+from fusion_of_n.testing import FakeBackend, HTTPFault, Reply
+from fusion_of_n.types import Candidate, Params, Request
+
+PARSE_TABLE = [
+    # reply, expected text, expected analysis, expected flags
+    ("Comparison: A is good.\nAnswer: [[Hello world]]", "Hello world", "A is good.", ()),
+    ("Comparison: fine\n\n[[ x = [[1, 2], [3]] ]]", "x = [[1, 2], [3]]", "fine", ()),
+    ("Comparison: 1 is wrong.\n[[Das Wetter ist schön.]]\n", "Das Wetter ist schön.", "1 is wrong.", ()),
+    ("[[only the answer]]", "only the answer", "", ()),
+    ("Comparison: cut [[ the answer was cut", "the answer was cut", "cut", ("unbalanced_brackets",)),
+    ("Answer: closing only ]]", "closing only", "", ("unbalanced_brackets",)),
+    ("Comparison: both ok.\n\nFinal answer: 42", "42", "both ok.", ("missing_brackets",)),
+    ("Comparison: ok.\n**Final response:** Bonjour", "Bonjour", "ok.", ("missing_brackets",)),
+    (
+        "Comparison: c1 good.\n\nCandidate 2 is bad.\n\nFused paragraph.\n\nMore.",
+        "Fused paragraph.\n\nMore.",
+        "c1 good.\n\nCandidate 2 is bad.",
+        ("missing_brackets",),
+    ),
+    ("Comparison: c1 good.\n\nCandidate 2 is bad.", "Comparison: c1 good.\n\nCandidate 2 is bad.", "", ("missing_brackets",)),
+    ("plain text only", "plain text only", "", ("missing_brackets",)),
+    ("", "", "", ("missing_brackets",)),
+]
+
+
+@pytest.mark.parametrize(("reply", "text", "analysis", "flags"), PARSE_TABLE)
+def test_parse_fusion_table(reply: str, text: str, analysis: str, flags: tuple[str, ...]) -> None:
+    parsed = parse_fusion(reply)
+    assert (parsed.text, parsed.analysis, parsed.flags) == (text, analysis, flags)
+
+
+def test_fusion_prompt_golden(golden) -> None:
+    prompt = render_fusion_prompt(
+        "Translate into German: The weather is nice today.",
+        ["Das Wetter ist heute schön.", "Heute ist das Wetter gut.", "The weather is nice."],
+        "German",
+    )
+    golden("fusion_prompt.txt", prompt)
+
+
+def test_fusion_prompt_without_language_names_the_instruction_language() -> None:
+    prompt = render_fusion_prompt("2+2?", ["4"], None)
+    assert "the instruction's language" in prompt and "$" not in prompt
+
+
+def test_presentation_order_is_a_seeded_permutation() -> None:
+    assert sorted(presentation_order(7, 3)) == list(range(7))
+    assert presentation_order(7, 3) == presentation_order(7, 3)
+    assert len({tuple(presentation_order(7, s)) for s in range(10)}) > 1
+
+
+def _candidates(*texts: str, start: int = 0) -> list[Candidate]:
+    return [Candidate(t, "m1", "stop", index=start + i) for i, t in enumerate(texts)]
+
+
+async def test_fusion_sends_every_candidate_and_the_question_and_returns_bracketed_text() -> None:
+    fusor = FakeBackend(["Comparison: 2 has a typo.\nAnswer: [[Das Wetter ist heute schön.]]"], name="fusor")
+    request = Request.from_prompt("Translate into German: The weather is nice today.", params=Params(seed=5))
+    pool = _candidates("Das Wetter ist heute schön.", "Das Weter ist schön.", "Heute schönes Wetter.")
+    result = await Fusion(fusor).aggregate(request, pool)
+    assert result.text == "Das Wetter ist heute schön."
+    assert result.analysis == "2 has a typo."
+    assert result.flags == ()
+    assert result.chosen is None
+    turn = fusor.calls[0].request.messages[-1]["content"]
+    assert "The weather is nice today." in turn and "German" in turn
+    for candidate in pool:
+        assert candidate.text in turn
+    assert "m1" not in turn  # anonymous: no model names
+    order = result.extra["presentation_order"]
+    assert sorted(order) == [0, 1, 2]
+    positions = [turn.index(pool[i].text) for i in order]
+    assert positions == sorted(positions)  # shown in the recorded order
+    assert result.usage["fusion"].calls == 1
+
+
+async def test_fusion_keeps_history_as_prefix_and_replaces_only_the_last_user_turn() -> None:
+    fusor = FakeBackend(["[[ok]]"])
+    history = (
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What is 2+2?"},
+    )
+    await Fusion(fusor).aggregate(Request(history), _candidates("4", "5"))
+    sent = fusor.calls[0].request.messages
+    assert list(sent[:3]) == list(history[:3])
+    assert sent[-1]["role"] == "user" and "What is 2+2?" in sent[-1]["content"]
+    assert len(sent) == 4
+
+
+async def test_fusion_without_brackets_still_answers_and_is_flagged() -> None:
+    fusor = FakeBackend(["Comparison: both fine.\n\nFinal answer: 4"])
+    result = await Fusion(fusor).aggregate(Request.from_prompt("2+2?"), _candidates("4", "four"))
+    assert result.text == "4"
+    assert "missing_brackets" in result.flags
+
+
+async def test_empty_fusion_falls_back_to_first_usable_candidate_flagged() -> None:
+    fusor = FakeBackend([Reply("", finish_reason="stop")])
+    result = await Fusion(fusor).aggregate(Request.from_prompt("q"), _candidates("a", "b", start=3))
+    assert result.text == "a" and result.chosen == 3
+    assert {"empty_fusion", "fell_back_to_candidate"} <= set(result.flags)
+
+
+async def test_truncated_fusor_reply_is_flagged() -> None:
+    fusor = FakeBackend([Reply("Comparison: x [[ partial", finish_reason="length")])
+    result = await Fusion(fusor).aggregate(Request.from_prompt("q"), _candidates("a"))
+    assert result.text == "partial"
+    assert {"unbalanced_brackets", "fusor_truncated"} <= set(result.flags)
+
+
+async def test_fusor_upstream_error_propagates_and_never_becomes_an_answer() -> None:
+    fusor = FakeBackend([HTTPFault(503, "overloaded")])
+    with pytest.raises(UpstreamHTTPError):
+        await Fusion(fusor).aggregate(Request.from_prompt("q"), _candidates("a"))
+
+
+async def test_fusor_budget_defaults_to_twice_candidate_max_tokens_and_temperature_zero() -> None:
+    fusor = FakeBackend(["[[x]]"])
+    await Fusion(fusor).aggregate(Request.from_prompt("q", params=Params(max_tokens=50, temperature=0.9)), _candidates("a"))
+    params = fusor.calls[0].request.params
+    assert params.max_tokens == 100 and params.temperature == 0.0
+
+
+async def test_explicit_language_overrides_detection() -> None:
+    fusor = FakeBackend(["[[x]]"])
+    await Fusion(fusor).aggregate(Request.from_prompt("What is 2+2?", language="ja"), _candidates("4"))
+    assert "naturally in Japanese" in fusor.calls[0].request.messages[-1]["content"]
+
+
+def test_fusion_without_fusor_is_a_config_error_naming_the_flag() -> None:
+    with pytest.raises(ConfigError, match="--fusor"):
+        build_aggregator("fusion", AggregatorOptions())
