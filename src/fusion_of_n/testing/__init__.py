@@ -6,5 +6,6 @@
 
 from .fake import FakeBackend, echo
 from .script import HTTPFault, Reply, Script, count_tokens
+from .server import FakeOpenAIServer
 
-__all__ = ["FakeBackend", "HTTPFault", "Reply", "Script", "count_tokens", "echo"]
+__all__ = ["FakeBackend", "FakeOpenAIServer", "HTTPFault", "Reply", "Script", "count_tokens", "echo"]

@@ -1,0 +1,246 @@
+"""Any OpenAI-compatible chat completions endpoint (spec ``openai:MODEL[@BASE_URL][#OPTIONS]``).
+
+Options: ``key_env=VAR`` (read the API key from VAR instead of OPENAI_API_KEY), ``max_concurrency``
+(requests in flight, default 32), ``timeout`` (read timeout in seconds, default 600),
+``connect_timeout`` (default 10) and ``retries`` (default 5).
+
+N samples are asked for as one request with ``n=N``. A server that returns fewer choices (llama.cpp's
+server ignores ``n``) gets the missing ones as concurrent single requests, each with its own seed
+when a seed is set; once a server has answered ``n>1`` with one choice, this backend sends singles
+straight away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from ..errors import BackendError, ConfigError, UpstreamHTTPError
+from ..http import HTTPClient
+from ..types import Candidate, Generation, Params, Request, TokenAlternatives, Usage
+from .base import ModelSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+OPTIONS = {"key_env", "max_concurrency", "timeout", "connect_timeout", "retries"}
+
+_Response = tuple[list[Mapping[str, Any]], Mapping[str, Any]]
+"""One HTTP response: its choices (validated to carry a message) and its reported usage."""
+
+
+class OpenAIBackend:
+    """Samples from ``model`` at ``base_url``; owns one :class:`HTTPClient` (its pool and its limit)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str | None = None,
+        key_env: str = DEFAULT_KEY_ENV,
+        max_concurrency: int = 32,
+        timeout: float = 600.0,
+        connect_timeout: float = 10.0,
+        retries: int = 5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.name = f"openai:{model}@{self.base_url}"
+        self.key_env = key_env
+        self.client = HTTPClient(
+            self.base_url,
+            name=self.name,
+            api_key=api_key,
+            max_concurrency=max_concurrency,
+            connect_timeout=connect_timeout,
+            read_timeout=timeout,
+            retries=retries,
+            sleep=sleep,
+        )
+        self._has_key = bool(api_key)
+        self.ignores_n = False  # learned: the server answers n>1 with a single choice
+        self._warned_n = False
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend({self.name!r})"
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, env: Mapping[str, str]) -> OpenAIBackend:
+        spec.check_options(OPTIONS)
+        key_env = spec.option("key_env")
+        if key_env:
+            api_key = env.get(key_env)
+            if not api_key:
+                raise ConfigError(
+                    f"model spec {spec} reads its API key from {key_env} (key_env={key_env}), but {key_env} "
+                    f"is not set; export {key_env}=... or remove key_env to use {DEFAULT_KEY_ENV}"
+                )
+        else:
+            api_key = env.get(DEFAULT_KEY_ENV) or None
+        return cls(
+            spec.model,
+            base_url=spec.base_url or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+            api_key=api_key,
+            key_env=key_env or DEFAULT_KEY_ENV,
+            max_concurrency=_number(spec, "max_concurrency", int, 32, minimum=1),
+            timeout=_number(spec, "timeout", float, 600.0, minimum=0.001),
+            connect_timeout=_number(spec, "connect_timeout", float, 10.0, minimum=0.001),
+            retries=_number(spec, "retries", int, 5, minimum=0),
+        )
+
+    async def generate(self, request: Request, *, n: int = 1) -> Generation:
+        if n < 1:
+            raise ConfigError(f"n must be at least 1, got {n}")
+        started = time.perf_counter()
+        responses: list[_Response] = []
+        if n > 1 and not self.ignores_n:
+            first = await self._complete(request, n, request.params.seed)
+            responses.append(first)
+            missing = range(len(first[0]), n)
+            if missing:
+                self._learn_n(n, len(first[0]))
+        else:
+            missing = range(n)
+        if missing:
+            seed = request.params.seed
+            responses += await asyncio.gather(
+                *(self._complete(request, 1, None if seed is None else seed + i) for i in missing)
+            )
+        candidates: list[Candidate] = []
+        prompt_tokens = completion_tokens = 0
+        for choices, usage in responses:
+            prompt_tokens += _int(usage.get("prompt_tokens"))
+            completion_tokens += _int(usage.get("completion_tokens"))
+            reported = usage.get("completion_tokens")
+            per_choice = _int(reported) if len(choices) == 1 and reported is not None else None
+            start = len(candidates)
+            candidates += [self._candidate(choice, start + i, per_choice) for i, choice in enumerate(choices)]
+        seconds = time.perf_counter() - started
+        return Generation(tuple(candidates), Usage(len(responses), prompt_tokens, completion_tokens, seconds))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def _learn_n(self, asked: int, got: int) -> None:
+        """Remember a server that ignores n; warn once per backend."""
+        self.ignores_n = self.ignores_n or got == 1
+        if self._warned_n:
+            return
+        self._warned_n = True
+        if got == 1:
+            log.warning(
+                "%s answered n=%d with 1 choice (the server ignores n); sending concurrent single requests from now on",
+                self.name,
+                asked,
+            )
+        else:
+            log.warning(
+                "%s answered n=%d with %d choices; asking for the rest with single requests", self.name, asked, got
+            )
+
+    async def _complete(self, request: Request, n: int, seed: int | None) -> _Response:
+        """One request; returns its (at most ``n``) choices and its reported usage."""
+        params = request.params if seed == request.params.seed else request.params.replace(seed=seed)
+        body = request_body(self.model, request.messages, params, n)
+        try:
+            data = await self.client.post_json("/chat/completions", body)
+        except UpstreamHTTPError as exc:
+            if exc.status in (401, 403):
+                sent = f"sent the key from {self.key_env}" if self._has_key else f"no key was sent: set {self.key_env}"
+                exc.args = (f"{exc} ({sent})",)
+            raise
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise BackendError(
+                f"backend {self.name!r} answered 200 without choices ({_snippet(data)}); the server did not "
+                "produce a completion, check its logs",
+                backend=self.name,
+                url=self.client.url("/chat/completions"),
+            )
+        for choice in choices[:n]:
+            if not isinstance(choice, Mapping) or not isinstance(choice.get("message"), Mapping):
+                raise BackendError(
+                    f"backend {self.name!r} answered a choice without a message ({_snippet(choice)}); "
+                    "check that the base URL serves the chat completions API",
+                    backend=self.name,
+                    url=self.client.url("/chat/completions"),
+                )
+        reported = data.get("usage")
+        return choices[:n], reported if isinstance(reported, Mapping) else {}
+
+    def _candidate(self, choice: Mapping[str, Any], index: int, completion_tokens: int | None) -> Candidate:
+        content = choice["message"].get("content")
+        return Candidate(
+            text=content if isinstance(content, str) else "",
+            model=self.name,
+            finish_reason=choice.get("finish_reason"),
+            index=index,
+            completion_tokens=completion_tokens,
+            logprobs=parse_logprobs(choice.get("logprobs")),
+        )
+
+
+def request_body(model: str, messages: Sequence[Mapping[str, Any]], params: Params, n: int) -> dict[str, Any]:
+    """The chat completions body: messages exactly as given, params mapped, None values omitted."""
+    body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
+    if n > 1:
+        body["n"] = n
+    mapped = {
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_tokens": params.max_tokens,
+        "seed": params.seed,
+        "stop": list(params.stop) if params.stop is not None else None,
+    }
+    body.update((key, value) for key, value in mapped.items() if value is not None)
+    if params.top_logprobs is not None:
+        body["logprobs"] = True
+        body["top_logprobs"] = params.top_logprobs
+    return body
+
+
+def parse_logprobs(data: Any) -> tuple[TokenAlternatives, ...] | None:
+    """``choice.logprobs.content[j].top_logprobs`` -> per token, ((token, logprob), ...)."""
+    content = data.get("content") if isinstance(data, Mapping) else None
+    if not isinstance(content, list):
+        return None
+    tokens: list[TokenAlternatives] = []
+    for item in content:
+        if not isinstance(item, Mapping):
+            continue
+        top = item.get("top_logprobs") or [item]  # top_logprobs=0: only the sampled token
+        tokens.append(
+            tuple(
+                (str(alt.get("token", "")), float(alt.get("logprob", 0.0))) for alt in top if isinstance(alt, Mapping)
+            )
+        )
+    return tuple(tokens)
+
+
+def _number(spec: ModelSpec, key: str, kind: type[int] | type[float], default: float, *, minimum: float) -> Any:
+    raw = spec.option(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"option {key}={raw} in model spec {spec} must be {what} >= {minimum:g}")
+    return value
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _snippet(data: Any) -> str:
+    text = repr(data)
+    return text if len(text) <= 200 else text[:200] + "..."

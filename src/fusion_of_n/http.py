@@ -1,0 +1,270 @@
+"""One retrying JSON HTTP client shared by every HTTP backend and scorer.
+
+- one ``aiohttp.ClientSession`` per event loop, created lazily and reused (connection pooling);
+- at most ``max_concurrency`` requests in flight (a semaphore, and a connector limit to match);
+- retries with exponential backoff and full jitter on 429, 5xx, connection errors and timeouts,
+  honouring ``Retry-After``; other 4xx fail at once;
+- errors carry the upstream's own message and name the fix; the API key never appears in an error,
+  a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+
+from .errors import BackendError, UpstreamHTTPError, UpstreamUnreachable
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 500
+_HINTS = {
+    400: "the upstream rejected the request; check the parameters it names",
+    401: "check the API key variable for this backend (is it set, and for this server?)",
+    403: "check the API key variable for this backend and that the key may use this model",
+    404: "check the model name with GET {base}/models, or the base URL",
+    413: "the request is too large; shorten the prompt or lower max_tokens",
+    422: "the upstream rejected the request; check the parameters it names",
+}
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header (delay in seconds or an HTTP-date) into seconds from ``now``."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def upstream_message(raw: bytes) -> str:
+    """The upstream's own error text: the OpenAI envelope's message, else the body text (truncated)."""
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            text = str(error["message"])
+        elif isinstance(error, str) and error:
+            text = error
+        elif isinstance(data.get("message"), str):
+            text = data["message"]
+    text = " ".join(text.split())
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS] + "..."
+    return text or "(empty body)"
+
+
+class HTTPClient:
+    """A JSON client for one upstream base URL.
+
+    >>> client = HTTPClient("http://127.0.0.1:8080/v1", name="openai:llama3")
+    >>> data = await client.post_json("/chat/completions", {...})   # doctest: +SKIP
+    >>> await client.aclose()                                        # doctest: +SKIP
+
+    ``sleep`` is what waits between retries; tests pass a recorder instead of timing the waits.
+    The session belongs to the event loop that first used it: ``aclose()`` it before that loop ends
+    (a later loop then starts a fresh one; without ``aclose()`` the old connections are abandoned).
+    A ``Retry-After`` longer than ``backoff_max`` is not waited for: the error is raised at once
+    (with ``retry_after`` set), so a call never blocks longer than the caller allowed.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        name: str,
+        api_key: str | None = None,
+        max_concurrency: int = 32,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 600.0,
+        retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if retries < 0:
+            raise ValueError("retries must be 0 or more")
+        self.base_url = base_url.rstrip("/")
+        self.name = name
+        self._api_key = api_key or None
+        self.max_concurrency = max_concurrency
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retries = retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._sleep = sleep
+        self._random = random.Random()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    def __repr__(self) -> str:
+        auth = "with API key" if self._api_key else "no API key"
+        return f"HTTPClient({self.base_url!r}, name={self.name!r}, {auth})"
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    async def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._request("POST", path, json.dumps(body).encode())
+
+    async def get_json(self, path: str) -> dict[str, Any]:
+        return await self._request("GET", path, None)
+
+    async def aclose(self) -> None:
+        session, self._session, self._loop, self._semaphore = self._session, None, None, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    async def __aenter__(self) -> HTTPClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _state(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._semaphore is None or self._loop is not loop or self._session.closed:
+            if self._session is not None and self._loop is not loop:
+                log.debug("%s: new event loop, starting a new HTTP session", self.name)
+                self._session.detach()  # bound to the old loop; aclose() before a loop ends avoids this
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            if self._api_key:
+                headers["Authorization"] = f"Bearer {self._api_key}"
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=self.read_timeout)
+            connector = aiohttp.TCPConnector(limit=self.max_concurrency, limit_per_host=0)
+            self._session = aiohttp.ClientSession(headers=headers, timeout=timeout, connector=connector)
+            self._semaphore = asyncio.Semaphore(self.max_concurrency)
+            self._loop = loop
+        return self._session, self._semaphore
+
+    async def _request(self, method: str, path: str, data: bytes | None) -> dict[str, Any]:
+        url = self.url(path)
+        attempt = 0
+        while True:
+            try:
+                return await self._once(method, url, data)
+            except (UpstreamHTTPError, UpstreamUnreachable) as exc:
+                retry_after = None
+                if isinstance(exc, UpstreamHTTPError):
+                    if not exc.retryable:
+                        raise
+                    retry_after = exc.retry_after
+                    if retry_after is not None and retry_after > self.backoff_max:
+                        raise UpstreamHTTPError(
+                            f"{exc}; it asked to retry after {retry_after:g} s, more than "
+                            f"backoff_max={self.backoff_max:g} s: lower the load or retry later",
+                            status=exc.status,
+                            backend=exc.backend,
+                            url=exc.url,
+                            retry_after=retry_after,
+                        ) from None
+                if attempt >= self.retries:
+                    if self.retries:
+                        exc.args = (f"{exc} (gave up after {attempt + 1} attempts)",)
+                    raise
+                delay = self._backoff(attempt, retry_after)
+                attempt += 1
+                level = logging.INFO if getattr(exc, "status", None) == 429 else logging.WARNING
+                log.log(
+                    level,
+                    "%s: %s %s failed (%s); retry %d/%d in %.2f s",
+                    self.name,
+                    method,
+                    url,
+                    _short_reason(exc),
+                    attempt,
+                    self.retries,
+                    delay,
+                )
+                await self._sleep(delay)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Full jitter: uniform in [0, min(backoff_max, base * 2**attempt)], but never below Retry-After."""
+        ceiling = min(self.backoff_max, self.backoff_base * 2**attempt)
+        delay = self._random.uniform(0.0, ceiling)
+        return max(delay, retry_after) if retry_after is not None else delay
+
+    async def _once(self, method: str, url: str, data: bytes | None) -> dict[str, Any]:
+        session, semaphore = self._state()
+        async with semaphore:
+            try:
+                async with session.request(method, url, data=data) as response:
+                    raw = await response.read()
+                    status = response.status
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise self._unreachable(url, exc, timeout=True) from None
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                raise self._unreachable(url, exc, timeout=False) from None
+        if status >= 400:
+            raise self._http_error(status, url, raw, retry_after)
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise BackendError(
+                f"backend {self.name!r} ({url}) answered {status} with a body that is not a JSON object: "
+                f"{self._redact(upstream_message(raw))[:200]!r}; check that the base URL points at an "
+                "OpenAI-compatible API (it usually ends in /v1)",
+                backend=self.name,
+                url=url,
+            )
+        return parsed
+
+    def _http_error(self, status: int, url: str, raw: bytes, retry_after: float | None) -> UpstreamHTTPError:
+        message = self._redact(upstream_message(raw))
+        text = f"backend {self.name!r} ({url}) returned {status}: {message}"
+        hint = _HINTS.get(status)
+        if status == 429:
+            hint = "rate limited; lower max_concurrency or wait"
+        elif status >= 500:
+            hint = "the upstream server failed; check its logs"
+        if hint:
+            text += "; " + hint.format(base=self.base_url)
+        return UpstreamHTTPError(text, status=status, backend=self.name, url=url, retry_after=retry_after)
+
+    def _unreachable(self, url: str, exc: BaseException, *, timeout: bool) -> UpstreamUnreachable:
+        if timeout:
+            detail = (
+                f"did not answer in time (connect_timeout={self.connect_timeout:g} s, "
+                f"read_timeout={self.read_timeout:g} s); check the server's load or raise the timeout"
+            )
+        else:
+            reason = self._redact(str(exc)) or type(exc).__name__
+            detail = f"could not be reached ({reason}); check that the server is running and the base URL is right"
+        return UpstreamUnreachable(f"backend {self.name!r} at {url} {detail}", backend=self.name, url=url)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+
+def _short_reason(exc: BackendError) -> str:
+    if isinstance(exc, UpstreamHTTPError):
+        return f"HTTP {exc.status}"
+    return "unreachable"
