@@ -1,0 +1,69 @@
+"""Majority vote (self-consistency, Wang et al. 2022) over the candidates' final answers.
+
+Each candidate votes for the answer :func:`fusion_of_n.answers.extract_answer` finds in it;
+candidates without an extractable answer do not vote. The winning answer is the most frequent one;
+a tie goes to the answer whose first occurrence has the lowest pool index. The returned text is the
+full text of the lowest-index candidate carrying the winning answer. No LLM calls.
+
+Scores: per candidate, the share of the votes cast that its answer received (None if it had no
+answer). Flags: ``no_extractable_answer`` (no candidate states an answer: the first candidate is
+returned), ``vote_tie`` (the winner shared the top count with another answer).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..answers import extract_answer
+from ..types import Aggregation, Candidate, Request
+from .base import AggregatorOptions, register
+
+logger = logging.getLogger(__name__)
+
+
+@register("vote")
+@dataclass(frozen=True)
+class MajorityVote:
+    """Pick the most frequent final answer. ``extract`` maps a text to its answer (None = no vote)."""
+
+    extract: Callable[[str], str | None] = extract_answer
+    name: str = "vote"
+
+    @classmethod
+    def build(cls, options: AggregatorOptions) -> MajorityVote:
+        return cls()
+
+    async def aggregate(self, request: Request, candidates: Sequence[Candidate]) -> Aggregation:
+        pool = sorted(candidates, key=lambda c: c.index)
+        answers = {c.index: self.extract(c.text) for c in pool}
+        counts = Counter(answer for answer in answers.values() if answer is not None)
+        if not counts:
+            logger.debug("vote: none of %d candidates states an extractable answer", len(pool))
+            return Aggregation(
+                text=pool[0].text,
+                method=self.name,
+                chosen=pool[0].index,
+                scores=dict.fromkeys(answers),
+                flags=("no_extractable_answer",),
+            )
+        first_seen: dict[str, int] = {}
+        for index, answer in answers.items():  # pool order, so the first write is the lowest index
+            if answer is not None:
+                first_seen.setdefault(answer, index)
+        winner = max(counts, key=lambda answer: (counts[answer], -first_seen[answer]))
+        votes = counts.total()
+        top = counts[winner]
+        flags = ("vote_tie",) if sum(1 for count in counts.values() if count == top) > 1 else ()
+        chosen = first_seen[winner]
+        tally = ", ".join(f"{answer!r}: {count}" for answer, count in counts.most_common())
+        return Aggregation(
+            text=next(c.text for c in pool if c.index == chosen),
+            method=self.name,
+            chosen=chosen,
+            scores={index: None if answer is None else counts[answer] / votes for index, answer in answers.items()},
+            analysis=f"answer {winner!r} won {top} of {votes} vote(s) ({tally})",
+            flags=flags,
+        )
