@@ -25,6 +25,13 @@ PARSE_TABLE = [
         ("missing_brackets",),
     ),
     ("Comparison: c1 good.\n\nCandidate 2 is bad.", "Comparison: c1 good.\n\nCandidate 2 is bad.", "", ("missing_brackets",)),
+    ("Comparison: 1 is best.\n\nFinal response:\n[Die Antwort.]", "Die Antwort.", "1 is best.", ("missing_brackets",)),
+    ("Comparison\n\n2 is odd.\n\nFinal response\n\nLe ciel est bleu.", "Le ciel est bleu.", "2 is odd.", ("missing_brackets",)),
+    ("Answer: [a] and [b]", "[a] and [b]", "", ("missing_brackets",)),
+    (
+        "Comparison:\n1 is odd.\n\nFinal response:\nDas Wetter ist schön. [[Comparison: 1 is odd.]]",
+        "Das Wetter ist schön.", "1 is odd.", ("bracketed_comparison",),
+    ),
     ("plain text only", "plain text only", "", ("missing_brackets",)),
     ("", "", "", ("missing_brackets",)),
 ]

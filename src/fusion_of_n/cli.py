@@ -164,13 +164,18 @@ def models(verbose: int) -> None:
 @pipeline_options
 @friendly_errors
 def demo(verbose: int, **params: Any) -> None:
-    """Run built-in prompts in three languages; fusion, bon and vote aggregate the same pool."""
-    from .demo import run_demo
+    """Built-in prompts in three languages; fusion, bon and vote aggregate the same candidate pool.
+
+    The fusor and judge default to the embedded 1.5B model when it is installed (the paper fuses
+    with a stronger model than the candidates'), else to the first --model.
+    """
+    from .demo import demo_defaults, run_demo
 
     _setup_logging(verbose)
-    params.setdefault("max_tokens", None)
-    settings = settings_from(params, max_tokens=params.get("max_tokens") or 160)
-    asyncio.run(run_demo(settings, environment()))
+    env = environment()
+    fusor, judge = demo_defaults(params.pop("fusor"), params.pop("judge"), env)
+    settings = settings_from(params, fusor=fusor, judge=judge, max_tokens=params.get("max_tokens") or 256)
+    asyncio.run(run_demo(settings, env))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from rich.console import Console
-from rich.table import Table
+from rich.columns import Columns
+from rich.console import Console, Group
+from rich.panel import Panel
 
 from .api import Pipeline
 from .config import PipelineSettings
@@ -17,45 +18,59 @@ DEMO_PROMPTS = (
     (
         "Spanish (math)",
         "María tiene 3 cajas con 12 manzanas cada una. Regala 10 manzanas a sus vecinos. "
-        "¿Cuántas manzanas le quedan? Explica tu razonamiento paso a paso.",
+        "¿Cuántas manzanas le quedan? Explica tu razonamiento brevemente.",
     ),
     ("French (explanation)", "Explique en trois phrases simples pourquoi le ciel est bleu."),
 )
 DEMO_METHODS = ("fusion", "bon", "vote")
+STRONG_FUSOR = "local:qwen2.5-coder-1.5b"
 
 
-def _row(result: Result) -> tuple[str, str, str, str]:
+def demo_defaults(fusor: str | None, judge: str | None, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The paper fuses with a stronger model than the candidates': use the embedded 1.5B when installed."""
+    from .config import cache_dir
+    from .models import list_models
+
+    if fusor is None:
+        installed = {m.name for m in list_models(cache_dir(env)) if m.installed}
+        if STRONG_FUSOR.split(":", 1)[1] in installed:
+            fusor = STRONG_FUSOR
+    return fusor, judge or fusor
+
+
+def _panel(result: Result, width: int | None) -> Panel:
     stages = {k: v for k, v in result.usage.items() if k != "sampling"}
     tokens = sum(u.total_tokens for u in stages.values())
     seconds = sum(u.seconds for u in stages.values())
-    how = result.method if result.chosen is None else f"{result.method} (picked #{result.chosen + 1})"
-    if result.flags:
-        how += "\n" + ", ".join(result.flags)
-    return how, result.text.strip(), f"+{tokens}", f"{seconds:.1f}"
+    title = result.method if result.chosen is None else f"{result.method}: candidate {result.chosen + 1}"
+    subtitle = f"+{tokens} tokens · {seconds:.1f}s" + (f" · {', '.join(result.flags)}" if result.flags else "")
+    return Panel(result.text.strip() or "(empty)", title=title, subtitle=subtitle, width=width, title_align="left")
 
 
 async def run_demo(settings: PipelineSettings, env: Mapping[str, str], console: Console | None = None) -> None:
     console = console or Console()
     models = ", ".join(str(m) for m in settings.models)
-    console.print(f"[bold]fusion-of-n demo[/bold]: {settings.n} candidates per prompt from {models}; "
-                  f"fusor and judge: {settings.fusor or settings.models[0]}")
+    fusor = settings.fusor or settings.models[0]
+    console.print(
+        f"[bold]fusion-of-n demo[/bold]: {settings.n} candidates per prompt from {models} "
+        f"(max {settings.max_tokens} tokens each); fusor: {fusor}; bon judge: {settings.judge or fusor}"
+    )
+    width = (console.width - 2) // len(DEMO_METHODS) if console.width >= 120 else None
     started = time.perf_counter()
     async with Pipeline(settings, env) as pipeline:
         for title, prompt in DEMO_PROMPTS:
             request = pipeline.request(prompt)
             pool = await pipeline.sample(request)
-            table = Table(title=f"{title}: {prompt}", show_lines=True, title_justify="left")
-            table.add_column("method", style="bold", no_wrap=True)
-            table.add_column("answer", ratio=1)
-            table.add_column("tokens", justify="right")
-            table.add_column("s", justify="right")
-            usable = len(pool.usable)
-            table.add_row(
-                "candidates", f"{usable} usable of {len(pool.candidates)} sampled",
-                str(pool.usage.total_tokens), f"{pool.usage.seconds:.1f}",
+            console.rule(f"[bold]{title}")
+            console.print(prompt)
+            console.print(
+                f"[dim]pool: {len(pool.usable)} usable of {len(pool.candidates)} candidates "
+                f"(left out: {', '.join(f'#{c.index + 1} {c.flags[0]}' for c in pool.candidates if c.excluded) or 'none'})"
+                f" · {pool.usage.total_tokens} tokens · {pool.usage.seconds:.1f}s[/dim]"
             )
-            for method in DEMO_METHODS:
-                table.add_row(*_row(await pipeline.aggregate(request, pool, method)))
-            console.print(table)
-    console.print(f"done in {time.perf_counter() - started:.0f}s "
-                  "(tokens: sampling for the pool; '+N': what each method added on top of it)")
+            results = [await pipeline.aggregate(request, pool, method) for method in DEMO_METHODS]
+            console.print(Columns([_panel(r, width) for r in results]) if width else Group(*(_panel(r, None) for r in results)))
+    console.print(
+        f"done in {time.perf_counter() - started:.0f}s. Every method aggregated the same pool; "
+        "'+N tokens' is what a method spent on top of sampling it."
+    )

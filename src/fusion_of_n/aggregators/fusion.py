@@ -9,12 +9,16 @@ Reply parsing (:func:`parse_fusion`), in order:
 
 1. ``[[`` ... ``]]``: the answer runs from the first ``[[`` to the last ``]]`` after it (so brackets
    inside the answer, e.g. nested lists in code, survive); the text before is the analysis.
+   If the bracketed text is itself the comparison ("Comparison: ...") and an answer label
+   ("Final response:") is followed by text before ``[[``, that text is the answer; flag
+   ``bracketed_comparison`` (seen with 1.5B fusors).
 2. ``[[`` without a closing ``]]`` (typically cut by max_tokens): everything after ``[[``;
    flag ``unbalanced_brackets``.
 3. ``]]`` without ``[[``: the text before ``]]``, after the last answer label if there is one;
    flag ``unbalanced_brackets``.
 4. No brackets: the text after the last answer label at the start of a line (``Answer:``,
-   ``Final response:``, ...); else, when the reply opens with "Comparison", the paragraphs after the
+   ``Final response:``, or the label alone on its line), without one outer pair of single
+   brackets if the whole answer is wrapped in ``[ ]``; else, when the reply opens with "Comparison", the paragraphs after the
    last one that mentions a candidate; else the whole reply. Flag ``missing_brackets``.
 5. Nothing left: the first usable candidate (pool order) is returned as a selection; flags
    ``empty_fusion`` and ``fell_back_to_candidate``. Upstream errors are never turned into answers:
@@ -37,7 +41,8 @@ from ..types import Aggregation, Candidate, Request
 from .base import AggregatorOptions, register
 
 _LABEL = re.compile(
-    r"^[ \t*#>_-]*(?:final\s+(?:answer|response)|answer|response|fused\s+(?:answer|response))\s*[:：][ \t*_]*",
+    r"^[ \t*#>_-]*(?:final\s+(?:answer|response)|answer|response|fused\s+(?:answer|response))"
+    r"(?:\s*[:：][ \t*_]*|[ \t*_]*$)",  # "Final response:" or a line that is only the label
     re.IGNORECASE | re.MULTILINE,
 )
 _COMPARISON = re.compile(r"^\W*comparison\W*", re.IGNORECASE)
@@ -71,11 +76,24 @@ def _clean_analysis(text: str) -> str:
     return _COMPARISON.sub("", text, count=1).strip()
 
 
+def _unwrap_single_brackets(text: str) -> str:
+    """Small fusors often write ``[answer]`` with single brackets: drop that one outer pair."""
+    if text.startswith("[") and text.endswith("]") and text.count("[") == 1 and text.count("]") == 1:
+        return text[1:-1].strip()
+    return text
+
+
 def parse_fusion(reply: str) -> ParsedFusion:
     """Split a fusor reply into (answer, analysis, flags); see the module docstring for the rules."""
     start, end = reply.find("[["), reply.rfind("]]")
     if start != -1 and end > start:
-        return ParsedFusion(reply[start + 2 : end].strip(), _clean_analysis(reply[:start]))
+        inner, head = reply[start + 2 : end].strip(), reply[:start]
+        labels = list(_LABEL.finditer(head))
+        if _COMPARISON.match(inner) and labels and head[labels[-1].end() :].strip():
+            # a small fusor's slip: the answer after "Final response:", the comparison in brackets
+            answer = head[labels[-1].end() :].strip()
+            return ParsedFusion(answer, _clean_analysis(inner), ("bracketed_comparison",))
+        return ParsedFusion(inner, _clean_analysis(head))
     if start != -1:
         return ParsedFusion(reply[start + 2 :].strip(), _clean_analysis(reply[:start]), ("unbalanced_brackets",))
     if end != -1:
@@ -86,7 +104,8 @@ def parse_fusion(reply: str) -> ParsedFusion:
     labels = list(_LABEL.finditer(reply))
     if labels:
         last = labels[-1]
-        return ParsedFusion(reply[last.end() :].strip(), _clean_analysis(reply[: last.start()]), ("missing_brackets",))
+        answer = _unwrap_single_brackets(reply[last.end() :].strip())
+        return ParsedFusion(answer, _clean_analysis(reply[: last.start()]), ("missing_brackets",))
     paragraphs = [p for p in re.split(r"\n\s*\n", reply.strip()) if p.strip()]
     if paragraphs and _COMPARISON.match(paragraphs[0]):
         last = max(i for i, p in enumerate(paragraphs) if i == 0 or _MENTIONS_CANDIDATE.search(p))

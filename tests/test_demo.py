@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from rich.console import Console
+
+from fusion_of_n import PipelineSettings
+from fusion_of_n.demo import DEMO_METHODS, DEMO_PROMPTS, run_demo
+from fusion_of_n.testing import FakeBackend
+
+
+async def test_demo_aggregates_each_pool_by_every_method_and_shows_cost() -> None:
+    gen = FakeBackend(["The answer is 26.", "It is 26.", "I get 46."], name="gen")
+    helper = FakeBackend(["Comparison: 3 is wrong.\n[[7]]"], name="helper")
+    console = Console(record=True, width=160)
+    settings = PipelineSettings.of(models=[gen], fusor=helper, n=3)
+    await run_demo(settings, {}, console)
+    out = console.export_text()
+    assert len(gen.calls) == len(DEMO_PROMPTS)  # one pool per prompt, shared by the methods
+    for title, _ in DEMO_PROMPTS:
+        assert title in out
+    for method in DEMO_METHODS:
+        assert out.count(method) >= len(DEMO_PROMPTS)
+    assert "tokens" in out and "done in" in out
+    assert "vote: candidate 1" in out  # 26 wins the vote
