@@ -17,7 +17,9 @@ def test_registry_has_fusion_and_every_baseline() -> None:
 
 
 def _options() -> AggregatorOptions:
-    helper = FakeBackend(["Comparison: all similar.\nRating: 6. The most consistent is response 2. [[The answer is 4.]]"])
+    helper = FakeBackend(
+        ["Comparison: all similar.\nRating: 6. The most consistent is response 2. [[The answer is 4.]]"]
+    )
     return AggregatorOptions(fusor=helper, selector=helper, scorer=create_scorer(judge=helper), seed=7)
 
 

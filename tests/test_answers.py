@@ -1,7 +1,6 @@
 """Final-answer extraction and number normalization, as tables."""
 
 # The tables hold non-ASCII digits and punctuation on purpose (Arabic, Devanagari, full-width forms).
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 

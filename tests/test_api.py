@@ -36,7 +36,7 @@ def test_run_is_the_sync_edge() -> None:
 
 
 async def test_run_inside_an_event_loop_says_to_await_arun() -> None:
-    with pytest.raises(RuntimeError, match="await fusion_of_n.arun"):
+    with pytest.raises(RuntimeError, match=r"await fusion_of_n\.arun"):
         fusion_of_n.run("q", models=[FakeBackend()], method="first")
 
 
@@ -67,8 +67,11 @@ async def test_flagged_candidates_are_left_out_unless_all_are_flagged() -> None:
 
 
 async def test_teacher_pool_asks_each_model_once_and_records_partial_failure() -> None:
-    models = [FakeBackend(["a"], name="m1"), FakeBackend([HTTPFault(500, "down")], name="m2"),
-              FakeBackend(["c"], name="m3")]
+    models = [
+        FakeBackend(["a"], name="m1"),
+        FakeBackend([HTTPFault(500, "down")], name="m2"),
+        FakeBackend(["c"], name="m3"),
+    ]
     result = await fusion_of_n.arun("q", models=models, n=2, method="first")
     assert [len(m.calls) for m in models] == [1, 1, 1]
     assert {c.model for c in result.candidates} == {"m1", "m3"}
@@ -109,8 +112,11 @@ async def test_specs_are_built_once_and_closed_on_exit() -> None:
 
 async def test_system_prompt_and_chat_messages_reach_the_backend_intact() -> None:
     gen = FakeBackend()
-    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-            {"role": "user", "content": [{"type": "text", "text": "2+2?"}]}]
+    chat = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": [{"type": "text", "text": "2+2?"}]},
+    ]
     await fusion_of_n.arun(chat, models=[gen], system="Be brief.", n=1, method="first")
     sent = gen.calls[0].request.messages
     assert sent[0] == {"role": "system", "content": "Be brief."}

@@ -21,8 +21,12 @@ def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "fusion_of_n", *args], capture_output=True, text=True, env=full_env,
-        input=stdin, timeout=120,
+        [sys.executable, "-m", "fusion_of_n", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=stdin,
+        timeout=120,
     )
 
 
@@ -42,10 +46,16 @@ def candidate_or_fusion(fused: Reply, candidates: list[str]):
     return step
 
 
-CANDIDATES = ["Das Wetter ist heute schön.", "Heute ist das Wetter schön.", "Das Wetter ist gut heute.",
-              "Es ist heute schönes Wetter.", "Das Wetter ist heute sehr schön."]
-FUSED = Reply("Comparison: 3 is less natural.\nAnswer: [[Das Wetter ist heute schön.]]",
-              prompt_tokens=100, completion_tokens=20)
+CANDIDATES = [
+    "Das Wetter ist heute schön.",
+    "Heute ist das Wetter schön.",
+    "Das Wetter ist gut heute.",
+    "Es ist heute schönes Wetter.",
+    "Das Wetter ist heute sehr schön.",
+]
+FUSED = Reply(
+    "Comparison: 3 is less natural.\nAnswer: [[Das Wetter ist heute schön.]]", prompt_tokens=100, completion_tokens=20
+)
 
 
 def test_run_json_sends_one_n5_request_and_one_fusor_request_with_all_candidates() -> None:
@@ -107,14 +117,20 @@ def test_three_models_get_one_request_each_and_candidates_name_them() -> None:
     assert proc.returncode == 0, proc.stderr
     assert sorted(r.body["model"] for r in server.requests) == ["a", "b", "c"]
     assert [c["model"].split("@")[0] for c in json.loads(proc.stdout)["candidates"]] == [
-        "openai:a", "openai:a", "openai:b", "openai:b", "openai:c", "openai:c"
+        "openai:a",
+        "openai:a",
+        "openai:b",
+        "openai:b",
+        "openai:c",
+        "openai:c",
     ]
 
 
 def test_upstream_error_never_becomes_the_answer_and_the_key_never_shows() -> None:
     with FakeOpenAIServer({"m1": ["x"]}, api_key="the-right-key") as server:
-        proc = cli("run", QUESTION, "--model", f"openai:m1@{server.url}", "-n", "2", "-vv",
-                   env={"OPENAI_API_KEY": SECRET})
+        proc = cli(
+            "run", QUESTION, "--model", f"openai:m1@{server.url}", "-n", "2", "-vv", env={"OPENAI_API_KEY": SECRET}
+        )
     assert proc.returncode != 0
     assert proc.stdout == ""
     assert "401" in proc.stderr
@@ -163,8 +179,26 @@ def test_bad_input_gets_one_clear_line(args: list[str], message: str) -> None:
 
 def test_options_reach_the_server() -> None:
     with FakeOpenAIServer({"m1": ["a"]}) as server:
-        proc = cli("run", "hi", "--model", f"openai:m1@{server.url}", "-n", "2", "--method", "first",
-                   "--temperature", "0.3", "--top-p", "0.9", "--max-tokens", "33", "--seed", "5", "--system", "Be brief.")
+        proc = cli(
+            "run",
+            "hi",
+            "--model",
+            f"openai:m1@{server.url}",
+            "-n",
+            "2",
+            "--method",
+            "first",
+            "--temperature",
+            "0.3",
+            "--top-p",
+            "0.9",
+            "--max-tokens",
+            "33",
+            "--seed",
+            "5",
+            "--system",
+            "Be brief.",
+        )
     assert proc.returncode == 0, proc.stderr
     body = server.requests[0].body
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"], body["n"]) == (0.3, 0.9, 33, 5, 2)

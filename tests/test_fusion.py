@@ -24,13 +24,25 @@ PARSE_TABLE = [
         "c1 good.\n\nCandidate 2 is bad.",
         ("missing_brackets",),
     ),
-    ("Comparison: c1 good.\n\nCandidate 2 is bad.", "Comparison: c1 good.\n\nCandidate 2 is bad.", "", ("missing_brackets",)),
+    (
+        "Comparison: c1 good.\n\nCandidate 2 is bad.",
+        "Comparison: c1 good.\n\nCandidate 2 is bad.",
+        "",
+        ("missing_brackets",),
+    ),
     ("Comparison: 1 is best.\n\nFinal response:\n[Die Antwort.]", "Die Antwort.", "1 is best.", ("missing_brackets",)),
-    ("Comparison\n\n2 is odd.\n\nFinal response\n\nLe ciel est bleu.", "Le ciel est bleu.", "2 is odd.", ("missing_brackets",)),
+    (
+        "Comparison\n\n2 is odd.\n\nFinal response\n\nLe ciel est bleu.",
+        "Le ciel est bleu.",
+        "2 is odd.",
+        ("missing_brackets",),
+    ),
     ("Answer: [a] and [b]", "[a] and [b]", "", ("missing_brackets",)),
     (
         "Comparison:\n1 is odd.\n\nFinal response:\nDas Wetter ist schön. [[Comparison: 1 is odd.]]",
-        "Das Wetter ist schön.", "1 is odd.", ("bracketed_comparison",),
+        "Das Wetter ist schön.",
+        "1 is odd.",
+        ("bracketed_comparison",),
     ),
     ("plain text only", "plain text only", "", ("missing_brackets",)),
     ("", "", "", ("missing_brackets",)),
@@ -132,7 +144,9 @@ async def test_fusor_upstream_error_propagates_and_never_becomes_an_answer() -> 
 
 async def test_fusor_budget_defaults_to_twice_candidate_max_tokens_and_temperature_zero() -> None:
     fusor = FakeBackend(["[[x]]"])
-    await Fusion(fusor).aggregate(Request.from_prompt("q", params=Params(max_tokens=50, temperature=0.9)), _candidates("a"))
+    await Fusion(fusor).aggregate(
+        Request.from_prompt("q", params=Params(max_tokens=50, temperature=0.9)), _candidates("a")
+    )
     params = fusor.calls[0].request.params
     assert params.max_tokens == 100 and params.temperature == 0.0
 

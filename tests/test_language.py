@@ -25,8 +25,10 @@ def test_detection_is_none_when_there_is_nothing_to_go_on(text: str) -> None:
     assert detect_language(text) is None
 
 
-@pytest.mark.parametrize(("value", "code", "name"), [("de", "de", "German"), ("deu", "de", "German"),
-                                                     ("German", "de", "German"), ("pt-BR", "pt", "Portuguese")])
+@pytest.mark.parametrize(
+    ("value", "code", "name"),
+    [("de", "de", "German"), ("deu", "de", "German"), ("German", "de", "German"), ("pt-BR", "pt", "Portuguese")],
+)
 def test_language_codes_and_names(value: str, code: str, name: str) -> None:
     assert language_code(value) == code
     assert language_name(value) == name

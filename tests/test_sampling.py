@@ -15,7 +15,10 @@ async def test_pool_indexes_candidates_across_models_and_keeps_provenance() -> N
     b = FakeBackend(["green", "pink"], name="b")
     pool = await sample([a, b], REQUEST, 2)
     assert [(c.index, c.model, c.text) for c in pool.candidates] == [
-        (0, "a", "red"), (1, "a", "blue"), (2, "b", "green"), (3, "b", "pink")
+        (0, "a", "red"),
+        (1, "a", "blue"),
+        (2, "b", "green"),
+        (3, "b", "pink"),
     ]
     assert [call.n for call in a.calls + b.calls] == [2, 2]  # one request per model, n at once
     assert pool.usage.calls == 2 and pool.usage.completion_tokens == 4

@@ -134,7 +134,9 @@ class Pipeline:
         await self.aclose()
 
 
-async def arun(prompt: str | Sequence[Message] | Request, *, env: Mapping[str, str] | None = None, **settings: Any) -> Result:
+async def arun(
+    prompt: str | Sequence[Message] | Request, *, env: Mapping[str, str] | None = None, **settings: Any
+) -> Result:
     """Sample, aggregate and return one :class:`Result`.
 
     Keyword arguments are :class:`~fusion_of_n.config.PipelineSettings` fields: ``models`` (spec

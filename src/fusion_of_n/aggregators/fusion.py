@@ -18,8 +18,9 @@ Reply parsing (:func:`parse_fusion`), in order:
    flag ``unbalanced_brackets``.
 4. No brackets: the text after the last answer label at the start of a line (``Answer:``,
    ``Final response:``, or the label alone on its line), without one outer pair of single
-   brackets if the whole answer is wrapped in ``[ ]``; else, when the reply opens with "Comparison", the paragraphs after the
-   last one that mentions a candidate; else the whole reply. Flag ``missing_brackets``.
+   brackets if the whole answer is wrapped in ``[ ]``; else, when the reply opens with
+   "Comparison", the paragraphs after the last one that mentions a candidate; else the whole
+   reply. Flag ``missing_brackets``.
 5. Nothing left: the first usable candidate (pool order) is returned as a selection; flags
    ``empty_fusion`` and ``fell_back_to_candidate``. Upstream errors are never turned into answers:
    they propagate as exceptions.
@@ -108,10 +109,10 @@ def parse_fusion(reply: str) -> ParsedFusion:
         return ParsedFusion(answer, _clean_analysis(reply[: last.start()]), ("missing_brackets",))
     paragraphs = [p for p in re.split(r"\n\s*\n", reply.strip()) if p.strip()]
     if paragraphs and _COMPARISON.match(paragraphs[0]):
-        last = max(i for i, p in enumerate(paragraphs) if i == 0 or _MENTIONS_CANDIDATE.search(p))
-        if last + 1 < len(paragraphs):
-            answer = "\n\n".join(paragraphs[last + 1 :])
-            return ParsedFusion(answer, _clean_analysis("\n\n".join(paragraphs[: last + 1])), ("missing_brackets",))
+        cut = 1 + max(i for i, p in enumerate(paragraphs) if i == 0 or _MENTIONS_CANDIDATE.search(p))
+        if cut < len(paragraphs):
+            answer = "\n\n".join(paragraphs[cut:])
+            return ParsedFusion(answer, _clean_analysis("\n\n".join(paragraphs[:cut])), ("missing_brackets",))
     return ParsedFusion(reply.strip(), "", ("missing_brackets",))
 
 

@@ -30,6 +30,7 @@ a busy model; a cancelled request drops its samples that have not started yet.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import importlib
 import importlib.util
@@ -125,6 +126,9 @@ def _load(settings: LoadSettings) -> _LoadedModel:
                 f"that {LLAMA_CPP_PIN} supports"
             ) from exc
         log.info("loaded %s (n_ctx=%d) in %.2f s", settings.path, settings.n_ctx, time.perf_counter() - started)
+        if not _LOADED:
+            # free models before interpreter teardown; llama.cpp's own finalizers fail noisily then
+            atexit.register(clear_model_cache)
         loaded = _LOADED[settings] = _LoadedModel(llama, settings)
         return loaded
 

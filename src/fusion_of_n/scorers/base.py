@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ..types import Candidate, Request, Usage
@@ -14,7 +14,7 @@ class Scoring:
     """One score per candidate, in the order given; ``None`` = could not be scored (never 0)."""
 
     scores: tuple[float | None, ...]
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     flags: tuple[str, ...] = ()
 
 

@@ -61,7 +61,9 @@ class FakeBackend:
             if isinstance(step, HTTPFault):
                 raise UpstreamHTTPError(
                     f"backend {self.name!r} returned {step.status}: {step.message}",
-                    status=step.status, backend=self.name, retry_after=step.retry_after,
+                    status=step.status,
+                    backend=self.name,
+                    retry_after=step.retry_after,
                 )
             assert isinstance(step, Reply)
             if step.delay:

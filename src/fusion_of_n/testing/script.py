@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ..types import TokenAlternatives
 
@@ -40,7 +40,7 @@ class HTTPFault:
     delay: float = 0.0
 
 
-Step = Union[str, Reply, HTTPFault, BaseException, Callable[[Any], Any]]
+Step = str | Reply | HTTPFault | BaseException | Callable[[Any], Any]
 
 
 def count_tokens(text: str) -> int:
