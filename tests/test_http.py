@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
+from local_app import serve
 
 from fusion_of_n.errors import BackendError, UpstreamHTTPError, UpstreamUnreachable
 from fusion_of_n.http import HTTPClient, retry_after_seconds, upstream_message
@@ -27,22 +26,6 @@ class Waits:
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-
-
-@asynccontextmanager
-async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
-    """A one-route aiohttp app on 127.0.0.1; yields its base URL."""
-    app = web.Application()
-    app.router.add_route("*", "/v1/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    await web.SockSite(runner, sock).start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        await runner.cleanup()
 
 
 def closed_port_url() -> str:

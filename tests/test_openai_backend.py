@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from aiohttp import web
+from local_app import serve
 
 from fusion_of_n.backends import ModelSpec, create_backend
 from fusion_of_n.backends.openai import OpenAIBackend, parse_logprobs
@@ -27,17 +27,8 @@ async def answering(data: dict[str, Any]) -> AsyncIterator[str]:
     async def handler(request: web.Request) -> web.Response:
         return web.json_response(data)
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    await web.SockSite(runner, sock).start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with serve(handler, "/v1/chat/completions", "POST") as url:
+        yield url
 
 
 @asynccontextmanager

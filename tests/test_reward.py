@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from local_app import serve
 
 from fusion_of_n.errors import BackendError, ConfigError, MissingDependency, UpstreamHTTPError
 from fusion_of_n.scorers.base import Scorer
@@ -188,16 +189,9 @@ class PoolingServer:
 @pytest.fixture
 async def pooling_server() -> AsyncIterator[PoolingServer]:
     server = PoolingServer()
-    app = web.Application()
-    app.router.add_post("/pooling", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.url = f"http://127.0.0.1:{port}"
-    yield server
-    await runner.cleanup()
+    async with serve(server.handle, "/pooling", "POST") as url:
+        server.url = url
+        yield server
 
 
 async def test_remote_reward_posts_each_chat_with_the_reply_to_pooling(pooling_server):
@@ -294,7 +288,7 @@ def test_factory_builds_a_remote_reward_model_with_its_root_url():
         ("vllm:rm", {}, r"needs the server's URL"),
         ("vllm:rm@http://127.0.0.1:1#key_env=MISSING", {}, r"MISSING is not set"),
         ("vllm:rm@http://127.0.0.1:1#colour=red", {}, r"unknown option\(s\) colour"),
-        ("vllm:rm@http://127.0.0.1:1#max_concurrency=0", {}, r"max_concurrency='0'.*at least 1"),
+        ("vllm:rm@http://127.0.0.1:1#max_concurrency=0", {}, r"max_concurrency=0 .*must be an integer >= 1"),
         ("hf:/models/rm@http://127.0.0.1:1", {}, r"local folder, not a URL"),
     ],
 )

@@ -62,6 +62,27 @@ class ModelSpec:
     def option(self, key: str, default: str | None = None) -> str | None:
         return self.options.get(key, default)
 
+    def int_option(self, key: str, default: int, *, minimum: int) -> int:
+        """An integer option ``>= minimum``, or ``default`` when absent; anything else is a ConfigError."""
+        return int(self._number_option(key, int, default, minimum))
+
+    def float_option(self, key: str, default: float, *, minimum: float) -> float:
+        """A number option ``>= minimum``, or ``default`` when absent; anything else is a ConfigError."""
+        return self._number_option(key, float, default, minimum)
+
+    def _number_option(self, key: str, kind: type[int] | type[float], default: float, minimum: float) -> float:
+        raw = self.options.get(key)
+        if raw is None or raw == "":
+            return default
+        try:
+            value: float | None = kind(raw)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            what = "an integer" if kind is int else "a number"
+            raise ConfigError(f"option {key}={raw} in model spec {self} must be {what} >= {minimum:g}")
+        return value
+
     def check_options(self, allowed: set[str]) -> None:
         unknown = sorted(set(self.options) - allowed)
         if unknown:

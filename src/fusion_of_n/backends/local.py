@@ -188,10 +188,10 @@ class LocalBackend:
             spec.model,
             cache_dir=cache_dir,
             name=f"local:{spec.model}",
-            n_ctx=_int_option(spec, "n_ctx", DEFAULT_N_CTX, minimum=0),
-            n_threads=_int_option(spec, "n_threads", os.cpu_count() or 1, minimum=1),
-            n_batch=_int_option(spec, "n_batch", 512, minimum=1),
-            n_gpu_layers=_int_option(spec, "n_gpu_layers", 0, minimum=-1),
+            n_ctx=spec.int_option("n_ctx", DEFAULT_N_CTX, minimum=0),
+            n_threads=spec.int_option("n_threads", os.cpu_count() or 1, minimum=1),
+            n_batch=spec.int_option("n_batch", 512, minimum=1),
+            n_gpu_layers=spec.int_option("n_gpu_layers", 0, minimum=-1),
             chat_format=spec.option("chat_format"),
         )
 
@@ -324,16 +324,3 @@ def _text_messages(messages: Sequence[Message], backend: str) -> list[dict[str, 
             content = message_text(message)
         result.append({**message, "content": content})
     return result
-
-
-def _int_option(spec: ModelSpec, key: str, default: int, *, minimum: int) -> int:
-    raw = spec.option(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise ConfigError(f"option {key}={raw} in model spec {spec} must be an integer >= {minimum}")
-    return value

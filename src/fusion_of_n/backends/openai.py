@@ -88,10 +88,10 @@ class OpenAIBackend:
             base_url=spec.base_url or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
             api_key=api_key,
             key_env=key_env or DEFAULT_KEY_ENV,
-            max_concurrency=_number(spec, "max_concurrency", int, 32, minimum=1),
-            timeout=_number(spec, "timeout", float, 600.0, minimum=0.001),
-            connect_timeout=_number(spec, "connect_timeout", float, 10.0, minimum=0.001),
-            retries=_number(spec, "retries", int, 5, minimum=0),
+            max_concurrency=spec.int_option("max_concurrency", 32, minimum=1),
+            timeout=spec.float_option("timeout", 600.0, minimum=0.001),
+            connect_timeout=spec.float_option("connect_timeout", 10.0, minimum=0.001),
+            retries=spec.int_option("retries", 5, minimum=0),
         )
 
     async def generate(self, request: Request, *, n: int = 1) -> Generation:
@@ -221,20 +221,6 @@ def parse_logprobs(data: Any) -> tuple[TokenAlternatives, ...] | None:
             )
         )
     return tuple(tokens)
-
-
-def _number(spec: ModelSpec, key: str, kind: type[int] | type[float], default: float, *, minimum: float) -> Any:
-    raw = spec.option(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or value < minimum:
-        what = "an integer" if kind is int else "a number"
-        raise ConfigError(f"option {key}={raw} in model spec {spec} must be {what} >= {minimum:g}")
-    return value
 
 
 def _int(value: Any) -> int:

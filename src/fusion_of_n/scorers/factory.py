@@ -54,8 +54,8 @@ def create_reward_model(text: str, env: Mapping[str, str]) -> Scorer:
         max_length = spec.option("max_length")
         return LocalRewardModel(
             spec.model,
-            batch_size=_int_option(spec, "batch_size", 8),
-            max_length=_int_option(spec, "max_length", 0) if max_length else None,
+            batch_size=spec.int_option("batch_size", 8, minimum=1),
+            max_length=spec.int_option("max_length", 0, minimum=1) if max_length else None,
             device=spec.option("device", "cpu") or "cpu",
         )
     if spec.provider == "vllm":
@@ -72,19 +72,9 @@ def create_reward_model(text: str, env: Mapping[str, str]) -> Scorer:
             )
         api_key = env.get(key_env or DEFAULT_KEY_ENV) or None
         return RemoteRewardModel(
-            spec.base_url, spec.model, api_key=api_key, max_concurrency=_int_option(spec, "max_concurrency", 32)
+            spec.base_url,
+            spec.model,
+            api_key=api_key,
+            max_concurrency=spec.int_option("max_concurrency", 32, minimum=1),
         )
     raise ConfigError(f"unknown reward provider {spec.provider!r} in {text!r}; use {REWARD_FORMS}")
-
-
-def _int_option(spec: ModelSpec, key: str, default: int) -> int:
-    raw = spec.option(key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"option {key}={raw!r} in {spec} must be a whole number of at least 1")
-    return value
