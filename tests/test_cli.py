@@ -79,7 +79,7 @@ def test_run_json_sends_one_n5_request_and_one_fusor_request_with_all_candidates
 
 
 def test_server_that_ignores_n_still_yields_five_candidates_concurrently() -> None:
-    with FakeOpenAIServer({"m1": candidate_or_fusion(FUSED, CANDIDATES)}, honour_n=False, latency=0.05) as server:
+    with FakeOpenAIServer({"m1": candidate_or_fusion(FUSED, CANDIDATES)}, honour_n=False, latency=0.3) as server:
         proc = cli("run", QUESTION, "--model", f"openai:m1@{server.url}", "-n", "5", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
