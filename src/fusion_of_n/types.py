@@ -157,6 +157,16 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class Delta:
+    """One streamed piece of a single completion: new ``text``; the last one has ``finish_reason``
+    and the request's ``usage``."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
 class Failure:
     """An upstream failure recorded in a result (the call still succeeded with fewer candidates)."""
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ..errors import ConfigError
-from ..types import Generation, Request
+from ..types import Delta, Generation, Request
 
 _SPEC = re.compile(r"^(?P<provider>[A-Za-z][\w.-]*):(?P<model>.*?)(?:@(?P<url>https?://[^#]*))?(?:#(?P<opts>.*))?$")
 
@@ -104,6 +104,18 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release sessions, threads or models held by this backend."""
+        ...
+
+
+@runtime_checkable
+class StreamingBackend(Backend, Protocol):
+    """A backend that can also stream one completion token by token (the proxy streams the fusor)."""
+
+    def stream(self, request: Request) -> AsyncIterator[Delta]:
+        """Yield text deltas as they arrive; the last Delta carries finish_reason and usage.
+
+        Closing the iterator early (``aclose()``, cancellation) must abort the upstream work.
+        """
         ...
 
 
