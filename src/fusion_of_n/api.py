@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from .aggregators.base import Aggregator, AggregatorOptions, build_aggregator
+from .aggregators.base import Aggregator, AggregatorOptions, StreamingAggregator, build_aggregator
 from .backends.base import Backend, create_backend
 from .config import PipelineSettings, environment
 from .sampling import Pool, sample
 from .scorers.base import Scorer
-from .types import Message, Params, Request, Result, Usage
+from .types import Aggregation, Candidate, Message, Params, Request, Result, Usage
+
+_PIECES = re.compile(r"\s*\S+\s*|\s+")  # words with their white space: they concatenate to the text
 
 
 class Pipeline:
@@ -36,7 +39,7 @@ class Pipeline:
         self.backends = [self._backend(m) for m in settings.models]
         self.fusor = self._backend(settings.fusor) if settings.fusor is not None else self.backends[0]
         self._scorer: Scorer | None = None
-        self._aggregators: dict[str, Aggregator] = {}
+        self._aggregators: dict[tuple[str, str], Aggregator] = {}
 
     def _backend(self, model: str | Backend) -> Backend:
         if not isinstance(model, str):
@@ -58,18 +61,21 @@ class Pipeline:
             assert self._scorer is not None
         return self._scorer
 
-    def aggregator(self, method: str | None = None) -> Aggregator:
+    def aggregator(self, method: str | None = None, fusor: str | Backend | None = None) -> Aggregator:
+        """The aggregator for ``method``; ``fusor`` overrides the fusor (and usc's selector)."""
         method = method or self.settings.method
-        if method not in self._aggregators:
+        fusor_backend = self.fusor if fusor is None else self._backend(fusor)
+        key = (method, fusor_backend.name)
+        if key not in self._aggregators:
             options = AggregatorOptions(
-                fusor=self.fusor,
-                selector=self.fusor,
+                fusor=fusor_backend,
+                selector=fusor_backend,
                 scorer=self.scorer() if method == "bon" else None,
                 seed=self.settings.seed,
                 fusor_max_tokens=self.settings.fusor_max_tokens,
             )
-            self._aggregators[method] = build_aggregator(method, options)
-        return self._aggregators[method]
+            self._aggregators[key] = build_aggregator(method, options)
+        return self._aggregators[key]
 
     def request(self, prompt: str | Sequence[Message] | Request) -> Request:
         """A Request from a prompt or a chat, with this pipeline's sampling parameters."""
@@ -84,19 +90,51 @@ class Pipeline:
             messages = ({"role": "system", "content": s.system}, *messages)
         return Request(messages, params, s.language)
 
-    async def sample(self, request: Request) -> Pool:
-        return await sample(self.backends, request, self.settings.n, min_candidates=self.settings.min_candidates)
+    async def sample(self, request: Request, n: int | None = None) -> Pool:
+        """The candidate pool: ``n`` (default: the settings' n) samples from every model."""
+        n = self.settings.n if n is None else n
+        return await sample(self.backends, request, n, min_candidates=self.settings.min_candidates)
 
-    async def aggregate(self, request: Request, pool: Pool, method: str | None = None) -> Result:
-        """Aggregate an existing pool (several methods can share one pool)."""
-        aggregator = self.aggregator(method)
-        flags: list[str] = []
+    def _usable(self, pool: Pool) -> tuple[tuple[Candidate, ...], list[str]]:
         usable = pool.candidates if self.settings.include_flagged else pool.usable
         if not usable:
-            usable, flags = pool.candidates, ["all_candidates_flagged"]
+            return pool.candidates, ["all_candidates_flagged"]
+        return usable, []
+
+    async def aggregate(
+        self, request: Request, pool: Pool, method: str | None = None, *, fusor: str | Backend | None = None
+    ) -> Result:
+        """Aggregate an existing pool (several methods can share one pool)."""
+        aggregator = self.aggregator(method, fusor)
+        usable, flags = self._usable(pool)
         started = time.perf_counter()
         decision = await aggregator.aggregate(request, usable)
-        wall = time.perf_counter() - started
+        return self._result(decision, pool, flags, time.perf_counter() - started)
+
+    async def stream(
+        self, request: Request, pool: Pool, method: str | None = None, *, fusor: str | Backend | None = None
+    ) -> AsyncIterator[str | Result]:
+        """Like :meth:`aggregate`, but yield the answer's text as it becomes known, then the Result.
+
+        Fusion streams the fusor's answer tokens as they arrive; selection methods stream the chosen
+        candidate once chosen. The text pieces concatenate exactly to ``Result.text``.
+        """
+        aggregator = self.aggregator(method, fusor)
+        usable, flags = self._usable(pool)
+        started = time.perf_counter()
+        if isinstance(aggregator, StreamingAggregator):
+            async for event in aggregator.astream(request, usable):
+                if isinstance(event, Aggregation):
+                    yield self._result(event, pool, flags, time.perf_counter() - started)
+                else:
+                    yield event
+            return
+        decision = await aggregator.aggregate(request, usable)
+        for piece in _PIECES.findall(decision.text):
+            yield piece
+        yield self._result(decision, pool, flags, time.perf_counter() - started)
+
+    def _result(self, decision: Aggregation, pool: Pool, flags: list[str], wall: float) -> Result:
         stages: dict[str, Usage] = {"sampling": pool.usage}
         for stage, usage in decision.usage.items():
             # concurrent calls inside one stage: report the stage's wall time, not the sum of calls

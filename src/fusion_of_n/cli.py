@@ -192,5 +192,48 @@ def demo(verbose: int, **params: Any) -> None:
     asyncio.run(run_demo(settings, env))
 
 
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of [presets.NAME] tables")
+@click.option("--model", "models", multiple=True, metavar="SPEC", help="candidate model(s) of the 'fusion-of-n' preset")
+@click.option("-n", "--samples-per-model", "n", type=int)
+@click.option("--method", type=click.Choice(["fusion", "bon", "vote", "usc", "mbr", "first", "random"]))
+@click.option("--fusor", metavar="SPEC")
+@click.option("--judge", metavar="SPEC")
+@click.option("--reward", metavar="SPEC")
+@click.option("--temperature", type=float)
+@click.option("--max-tokens", type=int)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--api-key-env", metavar="NAME", help="require 'Authorization: Bearer $NAME' from clients")
+@click.option("-v", "--verbose", count=True)
+@friendly_errors
+def serve(config_file: str | None, host: str, port: int, api_key_env: str | None, verbose: int, **flags: Any) -> None:
+    """An OpenAI-compatible server: POST /v1/chat/completions answers with fused (or selected) text.
+
+    The request's "model" names a preset: those of --config, plus "fusion-of-n" made from the flags.
+    """
+    from .config import DEFAULT_PRESET, load_presets
+    from .server import create_app
+    from .server.runner import serve_forever
+
+    _setup_logging(max(verbose, 1))
+    env = environment()
+    presets = load_presets(config_file) if config_file else {}
+    given = {k: v for k, v in flags.items() if v not in (None, ())}
+    if given or not presets:
+        presets[DEFAULT_PRESET] = settings_from(given)
+    api_key = None
+    if api_key_env:
+        api_key = env.get(api_key_env)
+        if not api_key:
+            raise click.UsageError(f"--api-key-env {api_key_env}: that environment variable is not set")
+    app = create_app(presets, api_key=api_key, env=env)
+
+    def ready(bound: int) -> None:
+        click.echo(f"fusion-of-n serving http://{host}:{bound}/v1 (presets: {', '.join(sorted(presets))})", err=True)
+
+    asyncio.run(serve_forever(app, host, port, ready))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

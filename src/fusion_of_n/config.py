@@ -6,6 +6,7 @@ This is the one module that reads ``os.environ``; everything below it gets an ``
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,35 @@ def describe_validation_error(exc: ValidationError) -> str:
         else:
             problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
     return "; ".join(problems)
+
+
+DEFAULT_PRESET = "fusion-of-n"
+
+
+def load_presets(path: str | Path) -> dict[str, PipelineSettings]:
+    """Named presets from a TOML file: ``[presets.NAME]`` tables of PipelineSettings fields.
+
+    Any unknown key (top level or in a preset) is an error naming the key and the file.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"presets"})
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {path}; the file holds [presets.NAME] tables")
+    tables = data.get("presets", {})
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{path} defines no presets; add a [presets.NAME] table with at least 'models'")
+    presets = {}
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"presets.{name} in {path} must be a table of settings")
+        try:
+            presets[name] = PipelineSettings(**table)
+        except ValidationError as exc:
+            raise ConfigError(f"{path}, preset {name!r}: {describe_validation_error(exc)}") from None
+    return presets

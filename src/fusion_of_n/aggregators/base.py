@@ -5,7 +5,7 @@ A new strategy is a new class with ``build(options)`` plus one ``@register("name
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -21,6 +21,14 @@ class Aggregator(Protocol):
 
     async def aggregate(self, request: Request, candidates: Sequence[Candidate]) -> Aggregation:
         """Turn the usable candidates (never empty) into one answer."""
+        ...
+
+
+@runtime_checkable
+class StreamingAggregator(Aggregator, Protocol):
+    def astream(self, request: Request, candidates: Sequence[Candidate]) -> AsyncIterator[str | Aggregation]:
+        """Yield pieces of the answer's text as they become certain, then the Aggregation; the pieces
+        concatenate exactly to ``Aggregation.text``."""
         ...
 
 

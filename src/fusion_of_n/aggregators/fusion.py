@@ -30,15 +30,15 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from string import Template
 
-from ..backends.base import Backend
+from ..backends.base import Backend, StreamingBackend
 from ..errors import ConfigError
 from ..language import target_language
-from ..types import Aggregation, Candidate, Request
+from ..types import Aggregation, Candidate, Request, Usage
 from .base import AggregatorOptions, register
 
 _LABEL = re.compile(
@@ -47,6 +47,7 @@ _LABEL = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _COMPARISON = re.compile(r"^\W*comparison\W*", re.IGNORECASE)
+_COMPARISON_WORD = re.compile(r"^\W*comparison", re.IGNORECASE)
 _MENTIONS_CANDIDATE = re.compile(r"\bcandidates?\b", re.IGNORECASE)
 UNKNOWN_LANGUAGE = "the instruction's language"
 
@@ -165,7 +166,7 @@ class Fusion:
     def _seed(self, request: Request) -> int | None:
         return self.seed if self.seed is not None else request.params.seed
 
-    async def aggregate(self, request: Request, candidates: Sequence[Candidate]) -> Aggregation:
+    def fusor_request(self, request: Request, candidates: Sequence[Candidate]) -> tuple[Request, list[int]]:
         messages, order = self.messages(request, candidates)
         budget = self.max_tokens
         if budget is None and request.params.max_tokens is not None:
@@ -173,11 +174,15 @@ class Fusion:
         fusor_request = request.with_messages(
             messages, temperature=self.temperature, max_tokens=budget, top_logprobs=None
         )
-        generation = await self.fusor.generate(fusor_request, n=1)
-        reply = generation.candidates[0]
-        parsed = parse_fusion(reply.text)
+        return fusor_request, order
+
+    def decide(
+        self, reply: str, finish_reason: str | None, usage: Usage, order: list[int], candidates: Sequence[Candidate]
+    ) -> Aggregation:
+        """The aggregation for a complete fusor reply (shared by aggregate and astream)."""
+        parsed = parse_fusion(reply)
         flags = list(parsed.flags)
-        if reply.finish_reason == "length":
+        if finish_reason == "length":
             flags.append("fusor_truncated")
         text, chosen = parsed.text, None
         if not text:
@@ -190,6 +195,80 @@ class Fusion:
             chosen=chosen,
             analysis=parsed.analysis or None,
             flags=tuple(flags),
-            usage={"fusion": generation.usage},
-            extra={"presentation_order": order, "fusor": self.fusor.name, "raw_reply": reply.text},
+            usage={"fusion": usage},
+            extra={"presentation_order": order, "fusor": self.fusor.name, "raw_reply": reply},
         )
+
+    async def aggregate(self, request: Request, candidates: Sequence[Candidate]) -> Aggregation:
+        fusor_request, order = self.fusor_request(request, candidates)
+        generation = await self.fusor.generate(fusor_request, n=1)
+        reply = generation.candidates[0]
+        return self.decide(reply.text, reply.finish_reason, generation.usage, order, candidates)
+
+    async def astream(self, request: Request, candidates: Sequence[Candidate]) -> AsyncIterator[str | Aggregation]:
+        """Yield the answer's text as the fusor writes it (only what will be inside ``[[ ]]``), then the
+        Aggregation. The pieces concatenate exactly to ``Aggregation.text``."""
+        if not isinstance(self.fusor, StreamingBackend):
+            decision = await self.aggregate(request, candidates)
+            yield decision.text
+            yield decision
+            return
+        fusor_request, order = self.fusor_request(request, candidates)
+        answer = AnswerStream()
+        finish_reason, usage = None, Usage()
+        stream = self.fusor.stream(fusor_request)
+        try:
+            async for delta in stream:
+                if piece := answer.feed(delta.text):
+                    yield piece
+                if delta.finish_reason is not None or delta.usage is not None:
+                    finish_reason, usage = delta.finish_reason, delta.usage or usage
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        decision = self.decide(answer.text, finish_reason, usage, order, candidates)
+        if not decision.text.startswith(answer.emitted):  # cannot happen if AnswerStream mirrors parse_fusion
+            raise AssertionError("streamed fusion text diverged from the parsed answer")
+        if rest := decision.text[len(answer.emitted) :]:
+            yield rest
+        yield decision
+
+
+class AnswerStream:
+    """Incremental :func:`parse_fusion`: feed the fusor's text, get the part of the answer that is certain.
+
+    After the first ``[[``, text up to the last ``]]`` seen so far (or all of it while no ``]]`` has
+    come) is certainly part of the answer; what follows the last ``]]`` is held back, as are trailing
+    white space and a lone trailing ``]``. If the bracketed text opens with "Comparison" (a slip that
+    parse_fusion may resolve differently), nothing is emitted until the end. Replies without ``[[`` are
+    parsed once complete. The concatenated output always equals ``parse_fusion(text).text`` or a prefix
+    of it; the caller emits the rest when the reply is complete.
+    """
+
+    _HOLD = len("comparison")
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.emitted = ""
+
+    def feed(self, piece: str) -> str:
+        self.text += piece
+        certain = self._certain()
+        new = certain[len(self.emitted) :]
+        self.emitted = certain
+        return new
+
+    def _certain(self) -> str:
+        start = self.text.find("[[")
+        if start == -1:
+            return ""
+        region = self.text[start + 2 :]
+        head = region.lstrip()
+        opening = _COMPARISON_WORD.match(head)
+        if opening is None and len(re.sub(r"\W", "", head)) < self._HOLD:
+            return ""  # too early to tell whether the bracket holds the comparison
+        if opening is not None:
+            return ""
+        end = region.rfind("]]")
+        if end == -1:
+            end = len(region) - 1 if region.endswith("]") else len(region)
+        return region[:end].strip()
