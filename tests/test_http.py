@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import example, given
+from hypothesis import strategies as st
 from local_app import serve
 
 from fusion_of_n.errors import BackendError, UpstreamHTTPError, UpstreamUnreachable
-from fusion_of_n.http import HTTPClient, retry_after_seconds, upstream_message
+from fusion_of_n.http import HTTPClient, SSEDecoder, retry_after_seconds, upstream_message
 from fusion_of_n.testing import FakeOpenAIServer, HTTPFault
 
 BODY = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}
@@ -213,3 +216,113 @@ def test_upstream_message_reads_the_openai_envelope_else_truncated_body() -> Non
     long = upstream_message(b"x" * 5000)
     assert long.endswith("...") and len(long) < 600
     assert upstream_message(b"") == "(empty body)"
+
+
+# ---- post_stream: Server-Sent Events ------------------------------------------------------------------------
+
+STREAM = (
+    b": keep-alive\r\n\r\n"
+    b'data: {"n": 1, "text": "caf\xc3\xa9"}\r\n\r\n'
+    b"event: message\n"
+    b'data: {"n": 2,\r\n'
+    b'data: "text": "two lines"}\n\n'
+    b'data:{"n": 3}\r\r'
+    b"data: [DONE]\n\n"
+)
+
+
+def decode_in_pieces(raw: bytes, cuts: list[int]) -> list[str]:
+    decoder = SSEDecoder()
+    events: list[str] = []
+    start = 0
+    for cut in [*sorted(cuts), len(raw)]:
+        events += decoder.feed(raw[start:cut])
+        start = max(start, cut)
+    return events + decoder.close()
+
+
+@given(st.lists(st.integers(0, len(STREAM)), max_size=8))
+@example(list(range(len(STREAM))))  # byte by byte
+def test_sse_events_are_the_same_however_the_bytes_are_split(cuts: list[int]) -> None:
+    events = decode_in_pieces(STREAM, cuts)
+
+    assert events == ['{"n": 1, "text": "café"}', '{"n": 2,\n"text": "two lines"}', '{"n": 3}', "[DONE]"]
+
+
+def test_sse_event_without_its_closing_blank_line_is_delivered_at_the_end() -> None:
+    assert decode_in_pieces(b'data: {"last": true}', []) == ['{"last": true}']
+    assert decode_in_pieces(b": only a comment\n\n", []) == []
+
+
+def sse_upstream(body: bytes, *, drop: bool = False) -> Any:
+    """An upstream that sends ``body`` as an event stream, then ends it or drops the connection."""
+    calls: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        calls.append(1)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(body)
+        if drop:
+            assert request.transport is not None
+            request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+
+    handler.calls = calls  # type: ignore[attr-defined]
+    return handler
+
+
+async def test_post_stream_yields_each_event_until_done_and_ignores_what_follows() -> None:
+    handler = sse_upstream(b'data: {"a": 1}\n\ndata: {"a": 2}\n\ndata: [DONE]\n\ndata: {"a": 3}\n\n')
+    async with serve(handler) as url:
+        async with HTTPClient(url, name="t", max_concurrency=1) as client:
+            first = [event async for event in client.post_stream("/chat/completions", BODY)]
+            second = [event async for event in client.post_stream("/chat/completions", BODY)]  # slot released
+
+    assert first == second == [{"a": 1}, {"a": 2}]
+
+
+async def test_post_stream_retries_a_connection_dropped_before_the_first_byte() -> None:
+    waits = Waits()
+    body = {**BODY, "stream": True}
+    async with FakeOpenAIServer([ConnectionResetError("drop"), "fine"]) as srv:
+        async with HTTPClient(srv.url, name="t", sleep=waits) as client:
+            events = [event async for event in client.post_stream("/chat/completions", body)]
+
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in events)
+    assert text == "fine"
+    assert len(srv.requests) == 2 and len(waits.waits) == 1
+
+
+async def test_post_stream_connection_dropped_mid_stream_raises_without_a_retry() -> None:
+    waits = Waits()
+    handler = sse_upstream(b'data: {"a": 1}\n\n', drop=True)
+    received: list[dict[str, Any]] = []
+    async with serve(handler) as url:
+        async with HTTPClient(url, name="gen", sleep=waits) as client:
+            with pytest.raises(UpstreamUnreachable, match="not retried") as caught:
+                async for event in client.post_stream("/chat/completions", BODY):
+                    received.append(event)
+
+    assert received == [{"a": 1}]
+    assert handler.calls == [1] and waits.waits == []
+    assert "'gen'" in str(caught.value)
+
+
+async def test_post_stream_400_is_not_retried_and_carries_the_upstream_message() -> None:
+    waits = Waits()
+    async with FakeOpenAIServer([HTTPFault(400, "stream_options is not supported"), "ok"]) as srv:
+        async with HTTPClient(srv.url, name="t", sleep=waits) as client:
+            with pytest.raises(UpstreamHTTPError, match="stream_options is not supported") as caught:
+                await anext(client.post_stream("/chat/completions", BODY))
+
+    assert caught.value.status == 400 and len(srv.requests) == 1 and waits.waits == []
+
+
+async def test_post_stream_event_that_is_not_json_is_a_backend_error() -> None:
+    async with serve(sse_upstream(b"data: <html>oops</html>\n\n")) as url:
+        async with HTTPClient(url, name="t") as client:
+            with pytest.raises(BackendError, match="not a JSON object"):
+                await anext(client.post_stream("/chat/completions", BODY))

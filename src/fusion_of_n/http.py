@@ -2,8 +2,10 @@
 
 - one ``aiohttp.ClientSession`` per event loop, created lazily and reused (connection pooling);
 - at most ``max_concurrency`` requests in flight (a semaphore, and a connector limit to match);
+  a streamed response holds its slot until the stream ends or is closed;
 - retries with exponential backoff and full jitter on 429, 5xx, connection errors and timeouts,
-  honouring ``Retry-After``; other 4xx fail at once;
+  honouring ``Retry-After``; other 4xx fail at once. A streamed request is retried only until the
+  first byte of its body arrives: after that a failure raises (a retry would repeat delivered text);
 - errors carry the upstream's own message and name the fix; the API key never appears in an error,
   a repr or a log line.
 """
@@ -16,14 +18,16 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 
 from .errors import BackendError, UpstreamHTTPError, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_MESSAGE_CHARS = 500
 _HINTS = {
@@ -135,6 +139,40 @@ class HTTPClient:
     async def get_json(self, path: str) -> dict[str, Any]:
         return await self._request("GET", path, None)
 
+    async def post_stream(self, path: str, body: Mapping[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """POST ``body`` and yield the JSON object of each Server-Sent Event until ``data: [DONE]``.
+
+        Failures before the first byte of the body are retried like :meth:`post_json`; later ones
+        raise (an error event sent mid-stream raises :class:`UpstreamHTTPError` with its message).
+        Closing the iterator early (``aclose()``, cancellation) closes the connection, which is how
+        the upstream learns to stop. Wrap it in ``contextlib.aclosing`` when you may stop early.
+        """
+        url = self.url(path)
+        data = json.dumps(body).encode()
+        stream = await self._retrying("POST", url, lambda: self._open_stream(url, data))
+        finished = False
+        try:
+            decoder = SSEDecoder()
+            chunk = stream.first
+            while chunk:
+                for event in decoder.feed(chunk):
+                    if event == "[DONE]":
+                        finished = True
+                        return
+                    yield self._event(url, event)
+                chunk = await self._read_more(stream.response, url)
+            for event in decoder.close():
+                if event == "[DONE]":
+                    break
+                yield self._event(url, event)
+            finished = True
+        finally:
+            if finished:
+                stream.response.release()
+            else:
+                stream.response.close()  # drop the connection: the upstream stops generating
+            stream.semaphore.release()
+
     async def aclose(self) -> None:
         session, self._session, self._loop, self._semaphore = self._session, None, None, None
         if session is not None and not session.closed:
@@ -164,10 +202,14 @@ class HTTPClient:
 
     async def _request(self, method: str, path: str, data: bytes | None) -> dict[str, Any]:
         url = self.url(path)
+        return await self._retrying(method, url, lambda: self._once(method, url, data))
+
+    async def _retrying(self, method: str, url: str, attempt_once: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt_once`` until it succeeds, retrying retryable upstream errors with backoff."""
         attempt = 0
         while True:
             try:
-                return await self._once(method, url, data)
+                return await attempt_once()
             except (UpstreamHTTPError, UpstreamUnreachable) as exc:
                 retry_after = None
                 if isinstance(exc, UpstreamHTTPError):
@@ -237,6 +279,75 @@ class HTTPClient:
             )
         return parsed
 
+    async def _open_stream(self, url: str, data: bytes) -> _OpenStream:
+        """Send the request and wait for the first bytes of the body; every failure so far is retryable."""
+        session, semaphore = self._state()
+        await semaphore.acquire()
+        response: aiohttp.ClientResponse | None = None
+        try:
+            try:
+                response = await session.post(url, data=data, headers={"Accept": "text/event-stream"})
+                if response.status >= 400:
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                    raise self._http_error(response.status, url, await response.read(), retry_after)
+                if response.content_type == "application/json":
+                    raise BackendError(
+                        f"backend {self.name!r} ({url}) answered a streaming request with one JSON body "
+                        f"({self._redact(upstream_message(await response.read()))[:200]!r}); the server does "
+                        "not support stream=true, use generate instead",
+                        backend=self.name,
+                        url=url,
+                    )
+                first = await response.content.readany()
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise self._unreachable(url, exc, timeout=True) from None
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                raise self._unreachable(url, exc, timeout=False) from None
+        except BaseException:
+            if response is not None:
+                response.close()
+            semaphore.release()
+            raise
+        return _OpenStream(response, semaphore, first)
+
+    async def _read_more(self, response: aiohttp.ClientResponse, url: str) -> bytes:
+        """The next bytes of a started stream (b"" at its end); a failure here is not retried."""
+        try:
+            return await response.content.readany()
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            error = self._unreachable(url, exc, timeout=True)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            error = self._unreachable(url, exc, timeout=False)
+        error.args = (f"{error} (the stream broke after it started; not retried, the text so far was delivered)",)
+        raise error
+
+    def _event(self, url: str, data: str) -> dict[str, Any]:
+        """One event's JSON object; an error envelope raises UpstreamHTTPError with its message."""
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise BackendError(
+                f"backend {self.name!r} ({url}) sent a stream event that is not a JSON object: "
+                f"{self._redact(data)[:200]!r}; check that the base URL points at an OpenAI-compatible API",
+                backend=self.name,
+                url=url,
+            )
+        error = parsed.get("error")
+        if error:
+            code = error.get("code") if isinstance(error, dict) else None
+            status = code if isinstance(code, int) and 400 <= code <= 599 else 500
+            message = self._redact(upstream_message(data.encode()))
+            raise UpstreamHTTPError(
+                f"backend {self.name!r} ({url}) sent an error in the middle of the stream: {message}; "
+                "the upstream server failed, check its logs",
+                status=status,
+                backend=self.name,
+                url=url,
+            )
+        return parsed
+
     def _http_error(self, status: int, url: str, raw: bytes, retry_after: float | None) -> UpstreamHTTPError:
         message = self._redact(upstream_message(raw))
         text = f"backend {self.name!r} ({url}) returned {status}: {message}"
@@ -262,6 +373,56 @@ class HTTPClient:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
+
+
+class _OpenStream:
+    """A streamed response whose status is fine, the semaphore slot it holds, and its first bytes."""
+
+    def __init__(self, response: aiohttp.ClientResponse, semaphore: asyncio.Semaphore, first: bytes) -> None:
+        self.response = response
+        self.semaphore = semaphore
+        self.first = first
+
+
+class SSEDecoder:
+    """Incremental Server-Sent Events decoder: feed it bytes as they arrive, get each event's data.
+
+    Lines end in LF, CRLF or CR; ``data:`` lines of one event are joined with newlines; comments
+    (``: keep-alive``) and other fields (``event:``, ``id:``, ``retry:``) are ignored; an event ends
+    at a blank line. Events and even UTF-8 characters may be split across chunks.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._after_cr = False  # the last chunk ended in CR: a leading LF in the next one belongs to it
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The data of every event completed by ``chunk``."""
+        if not chunk:
+            return []
+        if self._after_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        lines = (self._buffer + chunk).splitlines(keepends=True)
+        self._buffer = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
+        self._after_cr = bool(lines) and lines[-1].endswith(b"\r") and not self._buffer
+        events = (self._line(line.rstrip(b"\r\n")) for line in lines)
+        return [event for event in events if event is not None]
+
+    def close(self) -> list[str]:
+        """The data of the event still open when the body ended without its blank line, if any."""
+        rest, self._buffer = self._buffer, b""
+        events = (self._line(rest), self._line(b""))
+        return [event for event in events if event is not None]
+
+    def _line(self, raw: bytes) -> str | None:
+        if not raw:
+            data, self._data = self._data, []
+            return "\n".join(data) if data else None
+        field, _, value = raw.decode("utf-8", "replace").partition(":")
+        if field == "data":
+            self._data.append(value[1:] if value.startswith(" ") else value)
+        return None
 
 
 def _short_reason(exc: BackendError) -> str:

@@ -15,6 +15,16 @@ beyond the context). For ``n > 1`` sample ``i`` uses ``seed + i`` (or a fresh ra
 request has none), so samples differ yet reproduce. llama.cpp reuses the KV cache of the longest
 common prompt prefix, so samples 2..n of one request skip prompt processing.
 
+``stream(request)`` streams one completion (``create_chat_completion(stream=True)`` on the model's
+worker thread, bridged to the event loop through a queue). Closing the stream sets a flag that the
+worker checks at every chunk, so the model is free again after about one more token (a prompt
+being processed is finished first; a stream still queued behind another request never starts). llama.cpp's
+stream chunks carry no usage, so a counting logits processor (it returns the logits unchanged) reads
+it off the model: ``prompt_tokens`` is what llama.cpp evaluated as the prompt (its chat template
+applied), ``completion_tokens`` the sampling steps minus the end-of-generation token when the answer
+ended on one. To tell those endings apart, the stream applies ``Params.stop`` itself (cutting the text
+exactly where llama.cpp does); the counts then equal the non-streaming ones.
+
 ``Params.top_logprobs`` is served without ``logits_all=True`` (which would allocate n_ctx x vocab
 floats, ~5 GB for Qwen at 8192): a logits processor sees the raw logits of each step, before any
 sampling, and records the top-k log-softmax alternatives.
@@ -39,7 +49,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +59,7 @@ import numpy as np
 
 from ..errors import BackendError, ConfigError, FusionOfNError, MissingDependency
 from ..models import check_model, gguf_context_length, resolve_model
-from ..types import Candidate, Generation, Message, Params, Request, TokenAlternatives, Usage, message_text
+from ..types import Candidate, Delta, Generation, Message, Params, Request, TokenAlternatives, Usage, message_text
 from .base import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -239,12 +249,7 @@ class LocalBackend:
         self, loaded: _LoadedModel, messages: list[dict[str, Any]], params: Params, seed: int
     ) -> tuple[Candidate, int, int]:
         """One completion, on the model's worker thread."""
-        kwargs: dict[str, Any] = {"seed": seed}
-        for key in ("temperature", "top_p", "max_tokens"):
-            if (value := getattr(params, key)) is not None:
-                kwargs[key] = value
-        if params.stop:
-            kwargs["stop"] = list(params.stop)
+        kwargs = _sampling_kwargs(params, seed)
         recorder = _TopLogprobs(loaded.llama, params.top_logprobs) if params.top_logprobs else None
         if recorder is not None:
             kwargs["logits_processor"] = [recorder]
@@ -253,12 +258,7 @@ class LocalBackend:
         except FusionOfNError:
             raise
         except Exception as exc:  # foreign-library boundary: never let llama.cpp's failure pass as an answer
-            raise BackendError(
-                f"local model {self.name!r} ({loaded.settings.path.name}, n_ctx={loaded.settings.n_ctx}) failed: "
-                f"{type(exc).__name__}: {exc}; if the chat is longer than n_ctx, raise it (#n_ctx=...) "
-                "or shorten the chat",
-                backend=self.name,
-            ) from exc
+            raise self._failure(loaded, exc) from exc
         choice = response["choices"][0]
         usage = response.get("usage") or {}
         completion = int(usage.get("completion_tokens", 0))
@@ -271,6 +271,86 @@ class LocalBackend:
             logprobs=logprobs,
         )
         return candidate, int(usage.get("prompt_tokens", 0)), completion
+
+    async def stream(self, request: Request) -> AsyncIterator[Delta]:
+        """Stream one completion (same params and seed as ``generate``); closing it stops the model."""
+        if self._closed:
+            raise BackendError(f"backend {self.name!r} is closed", backend=self.name)
+        started = time.perf_counter()
+        loaded = await self._model()
+        messages = _text_messages(request.messages, self.name)
+        (seed,) = _seeds(request.params.seed, 1)
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | asyncio.Future[_StreamEnd | None]] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(piece: str) -> None:  # on the worker thread
+            try:
+                loop.call_soon_threadsafe(pieces.put_nowait, piece)
+            except RuntimeError:  # the event loop is closed: nobody is listening any more
+                stop.set()
+
+        call = functools.partial(self._stream_worker, loaded, messages, request.params, seed, emit, stop)
+        work = loop.run_in_executor(loaded.worker, call)
+        work.add_done_callback(pieces.put_nowait)  # queued after every piece the worker emitted
+        try:
+            while isinstance(item := await pieces.get(), str):
+                yield Delta(item)
+            end = item.result()
+        finally:
+            stop.set()  # the worker stops at its next chunk
+            work.cancel()  # or never starts, when it is still queued behind another request
+        assert end is not None  # the worker returns None only after stop was set
+        usage = Usage(1, end.prompt_tokens, end.completion_tokens, time.perf_counter() - started)
+        yield Delta(finish_reason=end.finish_reason, usage=usage)
+
+    def _stream_worker(
+        self,
+        loaded: _LoadedModel,
+        messages: list[dict[str, Any]],
+        params: Params,
+        seed: int,
+        emit: Callable[[str], None],
+        stop: threading.Event,
+    ) -> _StreamEnd | None:
+        """Run one streamed completion on the model's worker thread; returns None when told to stop."""
+        if stop.is_set():
+            return None
+        counter = _StepCounter(loaded.llama)
+        cutter = _StopStrings(params.stop or ())  # ours, so that we know when a stop string ended the answer
+        kwargs = {**_sampling_kwargs(params.replace(stop=None), seed), "logits_processor": [counter]}
+        text: list[str] = []
+        finish_reason = "stop"
+        try:
+            chunks = loaded.llama.create_chat_completion(messages=messages, stream=True, **kwargs)
+            try:
+                for chunk in chunks:
+                    if stop.is_set():
+                        return None
+                    choice = chunk["choices"][0]
+                    if piece := choice["delta"].get("content"):
+                        text.append(piece)
+                        if shown := cutter.feed(piece):
+                            emit(shown)
+                        if cutter.hit:  # the token that completed the stop string was the last one sampled
+                            return _StreamEnd("stop", counter.prompt_tokens, counter.steps)
+                    finish_reason = choice.get("finish_reason") or finish_reason
+            finally:
+                chunks.close()  # stops llama.cpp's generator (and its sampling) when we leave early
+        except Exception as exc:  # foreign-library boundary: never let llama.cpp's failure pass as an answer
+            raise self._failure(loaded, exc) from exc
+        if held := cutter.rest():
+            emit(held)
+        completion = counter.completion_tokens("".join(text), finish_reason)
+        return _StreamEnd(finish_reason, counter.prompt_tokens, completion)
+
+    def _failure(self, loaded: _LoadedModel, exc: Exception) -> BackendError:
+        return BackendError(
+            f"local model {self.name!r} ({loaded.settings.path.name}, n_ctx={loaded.settings.n_ctx}) failed: "
+            f"{type(exc).__name__}: {exc}; if the chat is longer than n_ctx, raise it (#n_ctx=...) "
+            "or shorten the chat",
+            backend=self.name,
+        )
 
     async def aclose(self) -> None:
         """Stop using the model; it stays loaded for other backends until :func:`clear_model_cache`."""
@@ -301,6 +381,82 @@ class _TopLogprobs:
 
     def _text(self, token: int) -> str:
         return bytes(self.llama.detokenize([token])).decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class _StreamEnd:
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class _StepCounter:
+    """A logits processor that changes nothing and counts: the prompt llama.cpp evaluated, the sampling steps."""
+
+    def __init__(self, llama: Any) -> None:
+        self.llama = llama
+        self.prompt_tokens = 0
+        self.steps = 0
+
+    def __call__(self, input_ids: Any, logits: Any) -> Any:
+        if self.steps == 0:
+            self.prompt_tokens = int(self.llama.n_tokens)  # the prompt is evaluated before the first sample
+        self.steps += 1
+        return logits
+
+    def completion_tokens(self, text: str, finish_reason: str) -> int:
+        """llama.cpp's count: every sampled token but an end-of-generation token that ended the answer.
+
+        The last sampled token is never evaluated, so the model holds the first ``steps - 1``; when they
+        spell the whole streamed text and the finish is "stop", the last one was end-of-generation.
+        """
+        if finish_reason != "stop" or self.steps == 0:
+            return self.steps
+        kept = [int(t) for t in self.llama.input_ids[self.prompt_tokens : self.llama.n_tokens]]
+        spelled = bytes(self.llama.detokenize(kept)).decode("utf-8", errors="ignore")
+        return self.steps - 1 if len(kept) == self.steps - 1 and spelled == text else self.steps
+
+
+class _StopStrings:
+    """Cuts streamed text at the first stop string present (in the order given, as llama.cpp does),
+    holding back a tail that may be the start of one."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.text = ""
+        self.shown = 0
+        self.hit = False
+
+    def feed(self, piece: str) -> str:
+        """Add ``piece``; return the text that can be shown now."""
+        self.text += piece
+        found = [s for s in self.stops if s in self.text]
+        if found:
+            self.hit = True
+            end = self.text.index(found[0])
+        else:
+            end = len(self.text) - max((self._overlap(s) for s in self.stops), default=0)
+        shown, self.shown = self.text[self.shown : end], max(self.shown, end)
+        return shown
+
+    def rest(self) -> str:
+        """The held-back tail, once the answer ended without a stop string."""
+        rest, self.shown = self.text[self.shown :], len(self.text)
+        return rest
+
+    def _overlap(self, stop: str) -> int:
+        return next((i for i in range(min(len(stop), len(self.text)), 0, -1) if self.text.endswith(stop[:i])), 0)
+
+
+def _sampling_kwargs(params: Params, seed: int) -> dict[str, Any]:
+    """``create_chat_completion`` arguments for ``params``; None keeps llama-cpp-python's default."""
+    kwargs: dict[str, Any] = {"seed": seed}
+    for key in ("temperature", "top_p", "max_tokens"):
+        if (value := getattr(params, key)) is not None:
+            kwargs[key] = value
+    if params.stop:
+        kwargs["stop"] = list(params.stop)
+    return kwargs
 
 
 def _seeds(seed: int | None, n: int) -> list[int]:

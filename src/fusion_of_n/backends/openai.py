@@ -8,19 +8,23 @@ N samples are asked for as one request with ``n=N``. A server that returns fewer
 server ignores ``n``) gets the missing ones as concurrent single requests, each with its own seed
 when a seed is set; once a server has answered ``n>1`` with one choice, this backend sends singles
 straight away.
+
+``stream(request)`` streams one completion (``stream: true`` with ``stream_options.include_usage``);
+a server that sends no usage chunk gets usage with zero tokens (logged once at INFO), never a guess.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import BackendError, ConfigError, UpstreamHTTPError
 from ..http import HTTPClient
-from ..types import Candidate, Generation, Params, Request, TokenAlternatives, Usage
+from ..types import Candidate, Delta, Generation, Params, Request, TokenAlternatives, Usage
 from .base import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ class OpenAIBackend:
         self._has_key = bool(api_key)
         self.ignores_n = False  # learned: the server answers n>1 with a single choice
         self._warned_n = False
+        self._warned_usage = False
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.name!r})"
@@ -124,8 +129,55 @@ class OpenAIBackend:
         seconds = time.perf_counter() - started
         return Generation(tuple(candidates), Usage(len(responses), prompt_tokens, completion_tokens, seconds))
 
+    async def stream(self, request: Request) -> AsyncIterator[Delta]:
+        """Stream one completion: text deltas as they arrive, then a Delta with finish_reason and usage."""
+        started = time.perf_counter()
+        body = request_body(self.model, request.messages, request.params, 1)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        finish_reason: str | None = None
+        usage: Mapping[str, Any] | None = None
+        with self._key_hint():
+            async with contextlib.aclosing(self.client.post_stream("/chat/completions", body)) as chunks:
+                async for chunk in chunks:
+                    if isinstance(chunk.get("usage"), Mapping):
+                        usage = chunk["usage"]
+                    for choice in chunk.get("choices") or ():
+                        if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
+                            continue
+                        delta = choice.get("delta")
+                        text = delta.get("content") if isinstance(delta, Mapping) else None
+                        if isinstance(text, str) and text:
+                            yield Delta(text)
+                        finish_reason = choice.get("finish_reason") or finish_reason
+        if finish_reason is None:
+            raise BackendError(
+                f"backend {self.name!r} ended the stream without a finish_reason; the completion may be cut "
+                "short, check the server's logs",
+                backend=self.name,
+                url=self.client.url("/chat/completions"),
+            )
+        if usage is None and not self._warned_usage:
+            self._warned_usage = True
+            log.info("%s sent no usage in its stream; token counts of streamed calls are reported as 0", self.name)
+        usage = usage or {}
+        seconds = time.perf_counter() - started
+        tokens = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+        yield Delta(finish_reason=str(finish_reason), usage=Usage(1, *tokens, seconds))
+
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    @contextlib.contextmanager
+    def _key_hint(self) -> Iterator[None]:
+        """Say which key variable was used (never the key) when the upstream rejects it."""
+        try:
+            yield
+        except UpstreamHTTPError as exc:
+            if exc.status in (401, 403):
+                sent = f"sent the key from {self.key_env}" if self._has_key else f"no key was sent: set {self.key_env}"
+                exc.args = (f"{exc} ({sent})",)
+            raise
 
     def _learn_n(self, asked: int, got: int) -> None:
         """Remember a server that ignores n; warn once per backend."""
@@ -148,13 +200,8 @@ class OpenAIBackend:
         """One request; returns its (at most ``n``) choices and its reported usage."""
         params = request.params if seed == request.params.seed else request.params.replace(seed=seed)
         body = request_body(self.model, request.messages, params, n)
-        try:
+        with self._key_hint():
             data = await self.client.post_json("/chat/completions", body)
-        except UpstreamHTTPError as exc:
-            if exc.status in (401, 403):
-                sent = f"sent the key from {self.key_env}" if self._has_key else f"no key was sent: set {self.key_env}"
-                exc.args = (f"{exc} ({sent})",)
-            raise
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices:
             raise BackendError(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import socket
 import threading
 import time
@@ -26,6 +25,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..types import message_text
+from .fake import split_words
 from .script import HTTPFault, Reply, Script, Step, count_tokens
 
 ANY_MODEL = "fake"
@@ -49,8 +49,11 @@ class FakeOpenAIServer:
     """``POST /v1/chat/completions`` (n, stream, usage, logprobs) and ``GET /v1/models``.
 
     ``honour_n=False`` answers one choice whatever ``n`` asks (like llama.cpp's server); ``latency``
-    is slept before each answer; with ``api_key`` set, any other bearer gets a 401.
-    ``requests`` records every request; ``max_in_flight`` is the most requests seen at once.
+    is slept before each answer; ``chunk_delay`` is slept after each streamed piece of text (so a
+    client can leave mid-stream); with ``api_key`` set, any other bearer gets a 401.
+    ``requests`` records every request; ``max_in_flight`` is the most requests seen at once;
+    ``cancelled`` counts chat requests whose client went away before the response was finished
+    (the handler is cancelled when the connection drops, as a real server stops generating).
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class FakeOpenAIServer:
         *,
         honour_n: bool = True,
         latency: float = 0.0,
+        chunk_delay: float = 0.0,
         api_key: str | None = None,
         port: int = 0,
     ) -> None:
@@ -70,11 +74,13 @@ class FakeOpenAIServer:
             self._any = _as_script(scripts)
         self.honour_n = honour_n
         self.latency = latency
+        self.chunk_delay = chunk_delay
         self.api_key = api_key
         self.port = port
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.cancelled = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -144,7 +150,9 @@ class FakeOpenAIServer:
     async def _setup(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5, handler_cancellation=True
+        )
         await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -171,7 +179,11 @@ class FakeOpenAIServer:
             if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
                 return _json(401, error_body("Incorrect API key provided.", code="invalid_api_key"))
             if request.method == "POST" and request.path == "/v1/chat/completions":
-                return await self._chat(request, body)
+                try:
+                    return await self._chat(request, body)
+                except (asyncio.CancelledError, ConnectionResetError):  # the client went away
+                    self.cancelled += 1
+                    raise
             if request.method == "GET" and request.path == "/v1/models":
                 return self._models()
             return _json(404, error_body(f"no route {request.method} {request.path}", code="unknown_url"))
@@ -210,7 +222,7 @@ class FakeOpenAIServer:
             await asyncio.sleep(delay)
         usage = _usage(body, replies)
         if body.get("stream"):
-            return await _stream(request, body, model or ANY_MODEL, replies, usage)
+            return await _stream(request, body, model or ANY_MODEL, replies, usage, self.chunk_delay)
         top_k = body.get("top_logprobs") if body.get("logprobs") else None
         choices = [
             {
@@ -273,18 +285,13 @@ def _logprobs(reply: Reply, top_k: Any) -> dict[str, Any] | None:
     return {"content": content, "refusal": None}
 
 
-_PIECE = re.compile(r"\s*\S+")
-
-
-def split_words(text: str) -> list[str]:
-    """Word-by-word pieces whose concatenation is exactly ``text``."""
-    pieces = _PIECE.findall(text)
-    rest = text[sum(map(len, pieces)) :]
-    return [*pieces, rest] if rest else pieces
-
-
 async def _stream(
-    request: web.Request, body: Mapping[str, Any], model: str, replies: list[Reply], usage: dict[str, int]
+    request: web.Request,
+    body: Mapping[str, Any],
+    model: str,
+    replies: list[Reply],
+    usage: dict[str, int],
+    chunk_delay: float,
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
@@ -302,6 +309,8 @@ async def _stream(
         await send([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         for piece in split_words(reply.text):
             await send([{"index": i, "delta": {"content": piece}, "finish_reason": None}])
+            if chunk_delay:
+                await asyncio.sleep(chunk_delay)
         await send([{"index": i, "delta": {}, "finish_reason": reply.finish_reason}])
     if include_usage:
         await send([], usage=usage)
