@@ -132,3 +132,16 @@ def test_concurrent_pipelines_do_not_share_state() -> None:
         return await asyncio.gather(*(one(i) for i in range(5)))
 
     assert asyncio.run(main()) == [f"q{i}" for i in range(5)]
+
+
+async def test_rate_limits_wrap_every_backend_once_and_keep_callers_backends_open() -> None:
+    from fusion_of_n.backends.ratelimit import RateLimited
+
+    mine = FakeBackend(["a"], name="mine")
+    settings = PipelineSettings.of(models=[mine, "fake:echo"], n=1, method="first", rpm=600, tpm=100_000)
+    async with Pipeline(settings, env={}) as pipeline:
+        assert all(isinstance(b, RateLimited) for b in pipeline.backends)
+        assert pipeline.fusor is pipeline.backends[0]
+        result = await pipeline.run("hello")
+    assert result.text == "a"
+    assert not mine.closed

@@ -16,6 +16,7 @@ from typing import Any
 
 from .aggregators.base import Aggregator, AggregatorOptions, StreamingAggregator, build_aggregator
 from .backends.base import Backend, create_backend
+from .backends.ratelimit import wrap
 from .config import PipelineSettings, environment
 from .sampling import Pool, sample
 from .scorers.base import Scorer
@@ -42,13 +43,15 @@ class Pipeline:
         self._aggregators: dict[tuple[str, str], Aggregator] = {}
 
     def _backend(self, model: str | Backend) -> Backend:
-        if not isinstance(model, str):
-            return model
-        if model not in self._by_spec:  # one backend (one session, one loaded model) per spec
-            backend = create_backend(model, self._env)
-            self._by_spec[model] = backend
-            self._owned.append(backend)
-        return self._by_spec[model]
+        """One backend (one session, one loaded model, one rate budget) per spec or object."""
+        key = model if isinstance(model, str) else f"object:{id(model)}"
+        if key not in self._by_spec:
+            backend = create_backend(model, self._env) if isinstance(model, str) else model
+            limited = wrap(backend, self.settings.rpm, self.settings.tpm)
+            self._by_spec[key] = limited
+            if isinstance(model, str):
+                self._owned.append(limited)  # Backend objects passed in stay the caller's to close
+        return self._by_spec[key]
 
     def scorer(self) -> Scorer:
         """Best-of-N's scorer: the reward model, else the judge, else the fusor as an LLM judge."""

@@ -50,6 +50,8 @@ class PipelineSettings(BaseModel):
     min_candidates: int = Field(default=1, ge=1)
     include_flagged: bool = False
     fusor_max_tokens: int | None = Field(default=None, ge=1)
+    rpm: float | None = Field(default=None, gt=0, description="requests per minute, per backend")
+    tpm: float | None = Field(default=None, gt=0, description="tokens per minute, per backend")
 
     @field_validator("models", mode="before")
     @classmethod
