@@ -76,6 +76,8 @@ def pipeline_options(func: F) -> F:
         click.option("--system", help="system prompt for the candidates"),
         click.option("--min-candidates", type=int, default=1, show_default=True),
         click.option("--include-flagged", is_flag=True, help="aggregate empty/truncated candidates too"),
+        click.option("--rpm", type=float, help="requests per minute, per backend"),
+        click.option("--tpm", type=float, help="tokens per minute, per backend"),
         click.option("-v", "--verbose", count=True, help="-v: info logs and tracebacks, -vv: debug"),
     ]
     for option in reversed(options):
@@ -190,6 +192,97 @@ def demo(verbose: int, **params: Any) -> None:
     fusor, judge = demo_defaults(params.pop("fusor"), params.pop("judge"), env)
     settings = settings_from(params, fusor=fusor, judge=judge, max_tokens=params.get("max_tokens") or 256)
     asyncio.run(run_demo(settings, env))
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", required=False)
+@click.option("-o", "--output", required=True, help="JSONL file of records (appended to; resumable)")
+@click.option("--dataset", help="built-in source instead of INPUT: mgsm-symbolic:LANG or mt-bench")
+@pipeline_options
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    default=("fusion",),
+    show_default=True,
+    type=click.Choice(["fusion", "bon", "vote", "usc", "mbr", "first", "random"]),
+    help="repeat for several: every method aggregates the same pool",
+)
+@click.option("--concurrency", type=int, default=64, show_default=True, help="rows in flight")
+@click.option("--limit", type=int, help="read at most this many input rows")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--format", "out_format", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
+@click.option(
+    "--fail-on-error",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="exit non-zero when more than this fraction of rows failed",
+)
+@click.option("--force", is_flag=True, help="start over when OUTPUT was made with another pool or methods")
+@friendly_errors
+def generate(
+    input_path: str | None,
+    output: str,
+    dataset: str | None,
+    methods: tuple[str, ...],
+    concurrency: int,
+    limit: int | None,
+    engine: str,
+    out_format: str,
+    fail_on_error: float,
+    force: bool,
+    verbose: int,
+    **params: Any,
+) -> None:
+    """Synthetic data: one candidate pool per INPUT row (JSONL, CSV, Parquet or a saved HF dataset folder),
+    aggregated by every --method, one record per row in OUTPUT. Re-run the same command to resume."""
+    from .pipeline.generate import run_generate
+    from .pipeline.progress import BatchProgress
+
+    _setup_logging(verbose)
+    if (input_path is None) == (dataset is None):
+        raise click.UsageError("give INPUT or --dataset (one of them)")
+    settings = settings_from(params)
+    with BatchProgress() as progress:
+        summary = run_generate(
+            settings,
+            environment(),
+            input_path=input_path,
+            dataset=dataset,
+            output=output,
+            methods=methods,
+            concurrency=concurrency,
+            limit=limit,
+            engine=engine,
+            out_format=out_format,
+            force=force,
+            on_start=progress.start,
+            on_row=lambda tokens, failed: progress.advance(tokens=tokens, error=failed),
+        )
+    click.echo(summary.line(), err=True)
+    if summary.error_fraction > fail_on_error:
+        click.echo(
+            f"error: {summary.error_fraction:.1%} of rows failed (more than --fail-on-error "
+            f"{fail_on_error:.1%}); see {summary.errors_file}",
+            err=True,
+        )
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("output")
+@click.option("--method", required=True, help="whose answers become the assistant turns")
+@click.option("--to", "target", required=True, help="chat-format JSONL for SFT (TRL's messages format)")
+@click.option("-v", "--verbose", count=True)
+@friendly_errors
+def export(output: str, method: str, target: str, verbose: int) -> None:
+    """Write chat-format SFT records (user prompt + assistant answer) from a generate OUTPUT."""
+    from .pipeline.export import export_sft
+
+    _setup_logging(verbose)
+    summary = export_sft(output, method, target)
+    click.echo(f"wrote {summary.written} records to {target}; skipped {summary.skipped}", err=True)
 
 
 @main.command()

@@ -61,4 +61,5 @@ class BestOfN:
             scores=scores,
             flags=tuple(flags),
             usage={"scoring": scoring.usage},
+            extra={"scorer": self.scorer.name},
         )

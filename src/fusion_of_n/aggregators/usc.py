@@ -147,4 +147,5 @@ class UniversalSelfConsistency:
             analysis="\n\n".join(r.strip() for r in replies) or None,
             flags=tuple(flags),
             usage={"scoring": usage},
+            extra={"selector": self.selector.name},
         )

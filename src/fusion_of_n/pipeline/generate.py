@@ -1,0 +1,114 @@
+"""``fusion-of-n generate``: inputs -> BatchRunner (or the Ray engine) -> JSONL (or Parquet) records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..api import Pipeline
+from ..config import PipelineSettings
+from ..errors import ConfigError, MissingDependency
+from .inputs import read_rows
+from .records import read_records
+from .runner import BatchRunner, Summary
+
+RowCallback = Callable[[int, bool], None]
+
+
+def count_rows(path: str | None, limit: int | None) -> int | None:
+    """A cheap total for the progress display: lines of JSONL/CSV, Parquet metadata; None if unknown."""
+    total: int | None = None
+    if path and os.path.isfile(path):
+        if path.endswith((".jsonl", ".json")):
+            with open(path, "rb") as handle:
+                total = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+        elif path.endswith(".csv"):
+            with open(path, "rb") as handle:
+                total = max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) - 1)
+        elif path.endswith(".parquet"):
+            try:
+                import pyarrow.parquet as pq
+
+                total = pq.ParquetFile(path).metadata.num_rows
+            except ImportError:
+                total = None
+    if total is not None and limit is not None:
+        total = min(total, limit)
+    return total if total is not None else limit
+
+
+def run_generate(
+    settings: PipelineSettings,
+    env: Mapping[str, str],
+    *,
+    input_path: str | None,
+    dataset: str | None,
+    output: str,
+    methods: Sequence[str],
+    concurrency: int = 64,
+    limit: int | None = None,
+    engine: str = "local",
+    out_format: str = "jsonl",
+    force: bool = False,
+    on_start: Callable[[int | None], None] | None = None,
+    on_row: RowCallback | None = None,
+) -> Summary:
+    methods = tuple(dict.fromkeys(methods))  # keep order, drop repeats
+    journal = output + ".journal.jsonl" if out_format == "parquet" else output
+    rows = read_rows(input_path, dataset=dataset, limit=limit)
+    if on_start:
+        on_start(count_rows(input_path, limit))
+    if engine == "ray":
+        from .ray import run_ray
+
+        summary = run_ray(settings, env, rows, journal, methods, concurrency=concurrency, force=force, on_row=on_row)
+    elif engine == "local":
+        summary = asyncio.run(_run_local(settings, env, rows, journal, methods, concurrency, force, on_row))
+    else:
+        raise ConfigError(f"unknown engine {engine!r}; use local or ray")
+    if out_format == "parquet":
+        write_parquet(journal, output)
+    return summary
+
+
+async def _run_local(
+    settings: PipelineSettings,
+    env: Mapping[str, str],
+    rows: Any,
+    output: str,
+    methods: tuple[str, ...],
+    concurrency: int,
+    force: bool,
+    on_row: RowCallback | None,
+) -> Summary:
+    async with Pipeline(settings, env) as pipeline:
+        runner = BatchRunner(pipeline, methods, output, concurrency=concurrency, force=force, on_row=on_row)
+        return await runner.run(rows)
+
+
+def write_parquet(journal: str, target: str) -> None:
+    """The journal's records as a Parquet file, written atomically. Fields whose shape differs between
+    rows (``meta``, ``messages``, each candidate's ``scores``, ``failures``, ``error``) are JSON text;
+    ``results`` and ``usage`` (same keys in every row of a run) and ``candidates`` stay nested."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise MissingDependency("--format parquet needs pyarrow: pip install 'fusion-of-n[data]'") from exc
+
+    def text(value: Any) -> str | None:
+        return None if value is None else json.dumps(value, ensure_ascii=False)
+
+    records = []
+    for record in read_records(journal):
+        record = dict(record)
+        for key in ("meta", "messages", "failures", "error"):
+            record[key] = text(record.get(key))
+        record["candidates"] = [{**c, "scores": text(c.get("scores"))} for c in record.get("candidates", [])]
+        records.append(record)
+    tmp = target + ".tmp"
+    pq.write_table(pa.Table.from_pylist(records), tmp)
+    os.replace(tmp, target)

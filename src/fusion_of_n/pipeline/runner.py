@@ -1,0 +1,314 @@
+"""The resumable batch runner: one candidate pool per row, aggregated by every method, one record per row.
+
+Durability (a run may be SIGKILLed at any moment):
+
+- records are appended whole (one ``write`` per line) and flushed + fsync'd in batches;
+- on start, a torn last line left by a killed run is cut off, so appending never glues onto it;
+- completed ids are read back from the output and skipped; a row is written only once it is complete,
+  so no completed row is lost or written twice;
+- rows that fail (bad input, upstream failures) go to ``OUTPUT.errors.jsonl`` (rewritten each run) and
+  are retried by the next run;
+- ``OUTPUT.run.json`` records the pool and methods; a run with different ones is refused unless
+  ``force`` (then the old output is kept as ``OUTPUT.bak``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from ..api import Pipeline
+from ..errors import ConfigError, FusionOfNError
+from ..sampling import Pool
+from ..types import Params, Request, Result, Usage
+from .records import InputRow, RowError, read_records, run_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Summary:
+    read: int = 0
+    skipped: int = 0  # completed by an earlier run
+    done: int = 0
+    input_errors: int = 0
+    failed: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    errors_file: str = ""
+
+    @property
+    def attempted(self) -> int:
+        return self.read - self.skipped
+
+    @property
+    def error_fraction(self) -> float:
+        return (self.input_errors + self.failed) / self.attempted if self.attempted else 0.0
+
+    def line(self) -> str:
+        rate = self.done / self.seconds if self.seconds else 0.0
+        text = (
+            f"{self.done} rows written, {self.skipped} already done, {self.input_errors} bad input rows, "
+            f"{self.failed} failed rows, {self.tokens} tokens, {self.seconds:.1f}s ({rate:.2f} rows/s)"
+        )
+        if self.input_errors or self.failed:
+            text += f"; errors in {self.errors_file}"
+        return text
+
+
+def manifest(pipeline: Pipeline, methods: Sequence[str]) -> dict[str, Any]:
+    """What makes two runs' pools and results comparable."""
+    s = pipeline.settings
+    return {
+        "models": [b.name for b in pipeline.backends],
+        "n": s.n,
+        "methods": list(methods),
+        "fusor": pipeline.fusor.name if "fusion" in methods or "usc" in methods else None,
+        "scorer": pipeline.scorer().name if "bon" in methods else None,
+        "params": {
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_tokens,
+            "seed": s.seed,
+            "stop": list(s.stop) if s.stop else None,
+        },
+    }
+
+
+def check_manifest(output: str, current: dict[str, Any], force: bool) -> None:
+    path = run_file(output)
+    if os.path.exists(path) and os.path.exists(output):
+        with open(path, encoding="utf-8") as handle:
+            previous = json.load(handle)
+        if previous != current:
+            if not force:
+                differ = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+                raise ConfigError(
+                    f"{output} was written with different {', '.join(differ)} "
+                    f"(was {', '.join(f'{k}={previous.get(k)!r}' for k in differ)}); "
+                    "use a new -o OUTPUT, or --force to start over (the old file is kept as .bak)"
+                )
+            os.replace(output, output + ".bak")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(current, handle, indent=1)
+    os.replace(tmp, path)
+
+
+def repair_tail(path: str) -> None:
+    """Cut a torn last line (no trailing newline) so that new records start on a fresh line."""
+    try:
+        with open(path, "rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            handle.seek(max(0, size - 1))
+            if handle.read(1) == b"\n":
+                return
+            position = size
+            while position > 0:
+                step = min(65536, position)
+                handle.seek(position - step)
+                chunk = handle.read(step)
+                cut = chunk.rfind(b"\n")
+                if cut != -1:
+                    handle.truncate(position - step + cut + 1)
+                    log.warning("%s: cut a torn last line left by an interrupted run", path)
+                    return
+                position -= step
+            handle.truncate(0)
+    except FileNotFoundError:
+        return
+
+
+class RecordWriter:
+    """Appends JSON lines. Each record is handed to the OS at once (one write + flush), so a killed
+    process loses nothing it wrote; fsync (against power loss) every ``batch`` records and on close."""
+
+    def __init__(self, path: str, *, batch: int = 64, mode: str = "a") -> None:
+        self.path, self.batch = path, batch
+        self._handle: IO[bytes] = open(path, mode + "b")
+        self._pending = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+        self._handle.flush()
+        self._pending += 1
+        if self._pending >= self.batch:
+            self.sync()
+
+    def sync(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._pending = 0
+
+    def close(self) -> None:
+        self.sync()
+        self._handle.close()
+
+
+def completed_ids(output: str) -> set[str]:
+    return {str(r["id"]) for r in read_records(output) if r.get("error") is None and "id" in r}
+
+
+def _request(row: InputRow, pipeline: Pipeline) -> Request:
+    s = pipeline.settings
+    messages = row.chat
+    if s.system and not any(m.get("role") in ("system", "developer") for m in messages):
+        messages = ({"role": "system", "content": s.system}, *messages)
+    return Request(messages, Params(s.temperature, s.top_p, s.max_tokens, s.seed, s.stop), row.language or s.language)
+
+
+def _result_entry(result: Result) -> dict[str, Any]:
+    chosen_score = result.candidates[result.chosen].score if result.chosen is not None else None
+    return {
+        "text": result.text,
+        "chosen": result.chosen,
+        "score": chosen_score,
+        "analysis": result.analysis,
+        "flags": list(result.flags),
+        "by": result.extra.get("fusor") or result.extra.get("scorer") or result.extra.get("selector"),
+    }
+
+
+def build_record(
+    row: InputRow, pool: Pool, results: dict[str, Result], seconds: float, system: str | None = None
+) -> dict[str, Any]:
+    candidates = [c.to_dict() for c in pool.candidates]
+    for entry in candidates:
+        entry.pop("score", None)
+        entry["scores"] = {}
+    usage: dict[str, Usage] = {"sampling": pool.usage}
+    for method, result in results.items():
+        for candidate in result.candidates:
+            if candidate.score is not None:
+                candidates[candidate.index]["scores"][method] = candidate.score
+        spent = Usage()
+        for stage, stage_usage in result.usage.items():
+            if stage != "sampling":
+                spent = spent + stage_usage
+        usage[method] = spent
+    total = Usage()
+    for stage_usage in usage.values():
+        total = total + stage_usage
+    return {
+        "id": row.id,
+        "line": row.line,
+        "prompt": row.prompt,
+        "messages": list(row.messages) if row.messages is not None else None,
+        "language": row.language,
+        "system": system,
+        "meta": row.meta,
+        "candidates": candidates,
+        "results": {method: _result_entry(result) for method, result in results.items()},
+        "usage": {**{k: v.to_dict() for k, v in usage.items()}, "total": total.to_dict()},
+        "seconds": round(seconds, 3),
+        "failures": [f.to_dict() for f in pool.failures],
+        "error": None,
+    }
+
+
+def error_record(row: InputRow, stage: str, exc: BaseException) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "line": row.line,
+        "prompt": row.prompt,
+        "language": row.language,
+        "meta": row.meta,
+        "error": {"stage": stage, "message": str(exc) or type(exc).__name__},
+    }
+
+
+async def process_row(pipeline: Pipeline, row: InputRow, methods: Sequence[str]) -> dict[str, Any]:
+    """One row through the data path: one pool, every method on it. Upstream failures become an error
+    record naming the stage; they are never written as answers."""
+    started = time.perf_counter()
+    request = _request(row, pipeline)
+    try:
+        pool = await pipeline.sample(request)
+    except FusionOfNError as exc:
+        return error_record(row, "sampling", exc)
+    outcomes = await asyncio.gather(*(pipeline.aggregate(request, pool, m) for m in methods), return_exceptions=True)
+    results: dict[str, Result] = {}
+    for method, outcome in zip(methods, outcomes, strict=True):
+        if isinstance(outcome, FusionOfNError):
+            return error_record(row, method, outcome)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        results[method] = outcome
+    return build_record(row, pool, results, time.perf_counter() - started, pipeline.settings.system)
+
+
+@dataclass
+class BatchRunner:
+    """Runs rows through ``pipeline`` with ``concurrency`` rows in flight; see the module docstring."""
+
+    pipeline: Pipeline
+    methods: tuple[str, ...]
+    output: str
+    concurrency: int = 64
+    force: bool = False
+    on_row: Callable[[int, bool], None] | None = None  # (tokens, failed) after each attempted row
+    summary: Summary = field(default_factory=Summary)
+
+    async def run(self, rows: Iterable[InputRow | RowError], total: int | None = None) -> Summary:
+        if self.concurrency < 1:
+            raise ConfigError("--concurrency must be at least 1")
+        for method in self.methods:
+            self.pipeline.aggregator(method)  # bad methods fail before any work
+        check_manifest(self.output, manifest(self.pipeline, self.methods), self.force)
+        repair_tail(self.output)
+        done = completed_ids(self.output)
+        self.summary.errors_file = self.output + ".errors.jsonl"
+        started = time.perf_counter()
+        writer = RecordWriter(self.output)
+        errors = RecordWriter(self.summary.errors_file, batch=1, mode="w")
+        slots = asyncio.Semaphore(self.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(row: InputRow) -> None:
+            try:
+                record = await process_row(self.pipeline, row, self.methods)
+            finally:
+                slots.release()
+            failed = record.get("error") is not None
+            (errors if failed else writer).write(record)
+            tokens = record.get("usage", {}).get("total", {}).get("total_tokens", 0)
+            self.summary.failed += failed
+            self.summary.done += not failed
+            self.summary.tokens += tokens
+            if self.on_row:
+                self.on_row(tokens, failed)
+
+        try:
+            for row in rows:
+                self.summary.read += 1
+                if isinstance(row, RowError):
+                    self.summary.input_errors += 1
+                    errors.write(row.to_record())
+                    if self.on_row:
+                        self.on_row(0, True)
+                    continue
+                if row.id in done:
+                    self.summary.skipped += 1
+                    continue
+                done.add(row.id)
+                await slots.acquire()
+                task = asyncio.create_task(one(row))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            writer.close()
+            errors.close()
+            self.summary.seconds = time.perf_counter() - started
+        return self.summary
