@@ -93,7 +93,7 @@ async def test_bad_input_rows_are_reported_and_the_run_goes_on(tmp_path: Path) -
         RowError(3, "duplicate id r0", "r0"),
         InputRow(id="r9", line=4, prompt="last one"),
     ]
-    summary, output, _ = await run(tmp_path, items)
+    summary, _output, _ = await run(tmp_path, items)
     assert (summary.done, summary.input_errors) == (2, 2)
     errors = [json.loads(line) for line in Path(summary.errors_file).read_text().splitlines()]
     assert [(e["line"], e["id"]) for e in errors] == [(2, None), (3, "r0")]
