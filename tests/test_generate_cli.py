@@ -218,3 +218,20 @@ def test_generate_then_export_sft(tmp_path: Path, fmt: str) -> None:
         "a": [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": "Hello there"}],
         "b": [{"role": "user", "content": "General Kenobi"}, {"role": "assistant", "content": "General Kenobi"}],
     }
+
+
+def test_upstream_timeouts_and_errors_are_retried_within_a_run(tmp_path: Path) -> None:
+    from fusion_of_n.config import PipelineSettings
+    from fusion_of_n.pipeline.generate import run_generate
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"question {i}"}) + "\n" for i in range(6)))
+    steps = [Reply("too slow", delay=5), HTTPFault(502, "bad gateway"), Reply("fine")]
+    with FakeOpenAIServer({"m": steps}) as upstream:
+        settings = PipelineSettings.of(models=[f"openai:m@{upstream.url}#timeout=0.5"], n=1, method="first")
+        summary = run_generate(
+            settings, {}, input_path=str(inp), dataset=None, output=str(out), methods=["first"], concurrency=1
+        )
+    assert (summary.done, summary.failed) == (6, 0)
+    assert all(r["results"]["first"]["text"] == "fine" for r in read_records(str(out)))
+    assert len(upstream.requests) == 6 + 2  # the timed-out and the 502 attempts were retried
