@@ -11,15 +11,13 @@ upstream rather than trusted from what a proxy reports.
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
 import threading
-import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from types import TracebackType
 from typing import Any
+
+from _server_process import ServerProcess, Upstream
 
 from fusion_of_n.testing import FakeOpenAIServer, count_tokens
 from fusion_of_n.types import message_text
@@ -95,50 +93,19 @@ def _stats(srv: FakeOpenAIServer, answerer: Answerer) -> dict[str, Any]:
         "choices": answerer.choices,
         "prompt_tokens": prompt,
         "completion_tokens": answerer.completion_tokens,
-        "max_in_flight": srv.max_in_flight,
-        "cpu": time.process_time(),
     }
 
 
-def _serve(conn: Connection, latency: float) -> None:
-    """Child process: serve, answer "stats" / "reset" until "stop"."""
+def _upstream(latency: float) -> Upstream:
+    """In the server's process: the fake server, answered and counted by an :class:`Answerer`."""
     answerer = Answerer()
-    with FakeOpenAIServer(answerer, latency=latency) as srv:
-        conn.send(srv.url)
-        while (command := conn.recv()) != "stop":
-            if command == "stats":
-                conn.send(_stats(srv, answerer))
-            elif command == "reset":
-                srv.requests.clear()
-                srv.max_in_flight = 0
-                answerer.reset()
-                conn.send("ok")
+    srv = FakeOpenAIServer(answerer, latency=latency)
+    return Upstream(srv, lambda: _stats(srv, answerer), answerer.reset)
 
 
-class UpstreamProcess:
+class UpstreamProcess(ServerProcess):
     """``with UpstreamProcess(latency=0.05) as up: up.url, up.reset(), up.stats()``."""
 
     def __init__(self, *, latency: float) -> None:
-        context = mp.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, latency), daemon=True)
+        super().__init__(_upstream, latency=latency)
         self.latency = latency
-        self.url = ""
-
-    def __enter__(self) -> UpstreamProcess:
-        self._process.start()
-        self.url = self._conn.recv()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._conn.send("stop")
-        self._process.join(timeout=10)
-
-    def stats(self) -> dict[str, Any]:
-        self._conn.send("stats")
-        result: dict[str, Any] = self._conn.recv()
-        return result
-
-    def reset(self) -> None:
-        self._conn.send("reset")
-        self._conn.recv()

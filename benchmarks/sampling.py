@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import multiprocessing as mp
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from multiprocessing.connection import Connection
-from types import TracebackType
-from typing import Any
+
+from _server_process import ServerProcess, Upstream
 
 from fusion_of_n.backends.openai import OpenAIBackend
 from fusion_of_n.testing import FakeOpenAIServer
@@ -26,45 +24,10 @@ from fusion_of_n.types import Params, Request
 REPLY = "a fused answer of about a dozen words, enough to look like a real reply"
 
 
-def _serve(conn: Connection, latency: float, honour_n: bool) -> None:
-    """Child process: run the server, answer "stats" / "reset" commands until "stop"."""
-    with FakeOpenAIServer([REPLY], latency=latency, honour_n=honour_n) as srv:
-        conn.send(srv.url)
-        while (command := conn.recv()) != "stop":
-            if command == "stats":
-                conn.send(
-                    {"requests": len(srv.requests), "max_in_flight": srv.max_in_flight, "cpu": time.process_time()}
-                )
-            elif command == "reset":
-                srv.requests.clear()
-                srv.max_in_flight = 0
-                conn.send("ok")
-
-
-class ServerProcess:
-    def __init__(self, *, latency: float, honour_n: bool = True) -> None:
-        context = mp.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, latency, honour_n), daemon=True)
-        self.url = ""
-
-    def __enter__(self) -> ServerProcess:
-        self._process.start()
-        self.url = self._conn.recv()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._conn.send("stop")
-        self._process.join(timeout=10)
-
-    def stats(self) -> dict[str, Any]:
-        self._conn.send("stats")
-        result: dict[str, Any] = self._conn.recv()
-        return result
-
-    def reset(self) -> None:
-        self._conn.send("reset")
-        self._conn.recv()
+def _upstream(latency: float, honour_n: bool = True) -> Upstream:
+    """In the server's process: a fake server answering REPLY; ``stats()`` counts every request."""
+    srv = FakeOpenAIServer([REPLY], latency=latency, honour_n=honour_n)
+    return Upstream(srv, lambda: {"requests": len(srv.requests)})
 
 
 async def measure(server: ServerProcess, op: Callable[[], Awaitable[object]], repeats: int) -> tuple[float, float]:
@@ -154,7 +117,10 @@ def main() -> None:
     args = parser.parse_args()
     LATENCY = args.latency
     logging.getLogger("fusion_of_n").setLevel(logging.ERROR)  # each fresh backend warns once that n is ignored
-    with ServerProcess(latency=LATENCY) as honouring, ServerProcess(latency=LATENCY, honour_n=False) as ignoring:
+    with (
+        ServerProcess(_upstream, latency=LATENCY) as honouring,
+        ServerProcess(_upstream, latency=LATENCY, honour_n=False) as ignoring,
+    ):
         asyncio.run(compare_n(honouring, ignoring, args.n, args.repeats))
         asyncio.run(throughput(honouring, args.calls, args.in_flight))
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from local_app import serve
 
 from fusion_of_n.errors import BackendError, UpstreamHTTPError, UpstreamUnreachable
-from fusion_of_n.http import HTTPClient, SSEDecoder, retry_after_seconds, upstream_message
+from fusion_of_n.http import HTTPClient, retry_after_seconds, upstream_message
+from fusion_of_n.sse import SSEDecoder
 from fusion_of_n.testing import FakeOpenAIServer, HTTPFault
 
 BODY = {"model": "m1", "messages": [{"role": "user", "content": "hi"}]}

@@ -18,13 +18,13 @@ import pytest
 
 from fusion_of_n import models
 from fusion_of_n.errors import ConfigError, MissingDependency, ModelIntegrityError
+from fusion_of_n.gguf import gguf_context_length
 from fusion_of_n.models import (
     CATALOGUE,
     DEFAULT_MODEL,
     ChunkedModel,
     PackagedModel,
     check_model,
-    gguf_context_length,
     list_models,
     resolve_model,
 )

@@ -8,14 +8,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
+from upstream_calls import fusing_step
 
 from fusion_of_n.config import load_presets
 from fusion_of_n.errors import ConfigError
-from fusion_of_n.testing import FakeOpenAIServer, Reply
+from fusion_of_n.testing import FakeOpenAIServer
 
 UPSTREAM_KEY = "sk-upstream-CLI-777"
 CHAT = [
@@ -26,10 +26,7 @@ CHAT = [
 ]
 
 
-def step(body: Any) -> Reply:
-    if "candidate responses" in str(body["messages"][-1]["content"]):
-        return Reply("Comparison: all agree.\n[[Rome is the capital of Italy.]]")
-    return Reply("Rome.")
+step = fusing_step("Rome.", "Comparison: all agree.\n[[Rome is the capital of Italy.]]")
 
 
 def free_port() -> int:

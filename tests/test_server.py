@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from upstream_calls import fusing_step, is_fusor
 
 from fusion_of_n.config import PipelineSettings
 from fusion_of_n.server import create_app
 from fusion_of_n.server.runner import BackgroundServer
-from fusion_of_n.testing import FakeOpenAIServer, Reply, count_tokens
+from fusion_of_n.testing import FakeOpenAIServer, count_tokens
 from fusion_of_n.types import message_text
 
 PROXY_KEY = "proxy-key-123"
@@ -28,14 +29,7 @@ CHAT = [
 ]
 
 
-def is_fusor(body: Any) -> bool:
-    return "candidate responses" in str(body["messages"][-1]["content"])
-
-
-def upstream_step(body: Any) -> Reply:
-    if is_fusor(body):
-        return Reply(f"Comparison: candidate 2 adds the river.\nAnswer: [[{FUSED}]]", delay=0.01)
-    return Reply("It is Paris.")
+upstream_step = fusing_step("It is Paris.", f"Comparison: candidate 2 adds the river.\nAnswer: [[{FUSED}]]", delay=0.01)
 
 
 def upstream_usage(server: FakeOpenAIServer) -> tuple[int, int]:
@@ -278,13 +272,12 @@ def wait_for(condition, timeout: float = 10.0) -> bool:
     return condition()
 
 
-def test_client_disconnect_cancels_the_upstream_fusor_call() -> None:
-    def slow_fusor(body: Any) -> Reply:
-        if is_fusor(body):
-            return Reply("Comparison: x\n[[" + "word " * 50 + "]]", delay=30)
-        return Reply("candidate")
+# the fusor takes 30 s to answer: the client always leaves first
+SLOW_FUSOR = fusing_step("candidate", "Comparison: x\n[[" + "word " * 50 + "]]", delay=30)
 
-    with FakeOpenAIServer({"m1": slow_fusor}) as upstream, proxy_for(upstream.url) as proxy:
+
+def test_client_disconnect_cancels_the_upstream_fusor_call() -> None:
+    with FakeOpenAIServer({"m1": SLOW_FUSOR}) as upstream, proxy_for(upstream.url) as proxy:
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(
                 proxy.url + "/chat/completions",
@@ -296,12 +289,7 @@ def test_client_disconnect_cancels_the_upstream_fusor_call() -> None:
 
 
 def test_closing_a_stream_cancels_the_upstream_fusor_stream() -> None:
-    def slow_stream(body: Any) -> Reply:
-        if is_fusor(body):
-            return Reply("Comparison: x\n[[" + "word " * 50 + "]]", delay=30)
-        return Reply("candidate")
-
-    with FakeOpenAIServer({"m1": slow_stream}) as upstream, proxy_for(upstream.url) as proxy:
+    with FakeOpenAIServer({"m1": SLOW_FUSOR}) as upstream, proxy_for(upstream.url) as proxy:
         with httpx.stream(
             "POST",
             proxy.url + "/chat/completions",

@@ -21,8 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from local_app import serve
 
-from fusion_of_n.backends import local
 from fusion_of_n.backends.base import StreamingBackend, create_backend
+from fusion_of_n.backends.llama_hooks import StopStrings
 from fusion_of_n.backends.local import LocalBackend
 from fusion_of_n.backends.openai import OpenAIBackend
 from fusion_of_n.errors import BackendError, UpstreamHTTPError
@@ -364,7 +364,7 @@ async def test_the_api_key_never_appears_in_stream_errors() -> None:
 def test_local_stop_strings_cut_where_a_whole_text_search_would_and_never_show_cut_text(
     text: str, sizes: list[int], stop: str
 ) -> None:
-    cutter = local._StopStrings([stop])
+    cutter = StopStrings([stop])
     shown, start = "", 0
     for size in [*sizes, len(text)]:
         piece, start = text[start : start + size], start + size
@@ -380,7 +380,7 @@ def test_local_stop_strings_cut_where_a_whole_text_search_would_and_never_show_c
 
 
 def test_local_stop_strings_prefer_the_first_listed_stop_present() -> None:
-    cutter = local._StopStrings(["END", "\n"])
+    cutter = StopStrings(["END", "\n"])
 
     shown = cutter.feed("one\ntwo END")
 

@@ -13,17 +13,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
 
 from .errors import BackendError, UpstreamHTTPError, UpstreamUnreachable
+from .sse import SSEDecoder
 
 log = logging.getLogger(__name__)
 
@@ -253,31 +255,13 @@ class HTTPClient:
 
     async def _once(self, method: str, url: str, data: bytes | None) -> dict[str, Any]:
         session, semaphore = self._state()
-        async with semaphore:
-            try:
-                async with session.request(method, url, data=data) as response:
-                    raw = await response.read()
-                    status = response.status
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                raise self._unreachable(url, exc, timeout=True) from None
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                raise self._unreachable(url, exc, timeout=False) from None
+        async with semaphore, self._reaching(url), session.request(method, url, data=data) as response:
+            raw = await response.read()
+            status = response.status
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         if status >= 400:
             raise self._http_error(status, url, raw, retry_after)
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise BackendError(
-                f"backend {self.name!r} ({url}) answered {status} with a body that is not a JSON object: "
-                f"{self._redact(upstream_message(raw))[:200]!r}; check that the base URL points at an "
-                "OpenAI-compatible API (it usually ends in /v1)",
-                backend=self.name,
-                url=url,
-            )
-        return parsed
+        return self._json_object(url, raw, arrived=f"answered {status} with a body", shown=upstream_message(raw))
 
     async def _open_stream(self, url: str, data: bytes) -> _OpenStream:
         """Send the request and wait for the first bytes of the body; every failure so far is retryable."""
@@ -285,7 +269,7 @@ class HTTPClient:
         await semaphore.acquire()
         response: aiohttp.ClientResponse | None = None
         try:
-            try:
+            async with self._reaching(url):
                 response = await session.post(url, data=data, headers={"Accept": "text/event-stream"})
                 if response.status >= 400:
                     retry_after = retry_after_seconds(response.headers.get("Retry-After"))
@@ -299,10 +283,6 @@ class HTTPClient:
                         url=url,
                     )
                 first = await response.content.readany()
-            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                raise self._unreachable(url, exc, timeout=True) from None
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                raise self._unreachable(url, exc, timeout=False) from None
         except BaseException:
             if response is not None:
                 response.close()
@@ -313,27 +293,15 @@ class HTTPClient:
     async def _read_more(self, response: aiohttp.ClientResponse, url: str) -> bytes:
         """The next bytes of a started stream (b"" at its end); a failure here is not retried."""
         try:
-            return await response.content.readany()
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            error = self._unreachable(url, exc, timeout=True)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            error = self._unreachable(url, exc, timeout=False)
-        error.args = (f"{error} (the stream broke after it started; not retried, the text so far was delivered)",)
-        raise error
+            async with self._reaching(url):
+                return await response.content.readany()
+        except UpstreamUnreachable as error:
+            error.args = (f"{error} (the stream broke after it started; not retried, the text so far was delivered)",)
+            raise
 
     def _event(self, url: str, data: str) -> dict[str, Any]:
         """One event's JSON object; an error envelope raises UpstreamHTTPError with its message."""
-        try:
-            parsed = json.loads(data)
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise BackendError(
-                f"backend {self.name!r} ({url}) sent a stream event that is not a JSON object: "
-                f"{self._redact(data)[:200]!r}; check that the base URL points at an OpenAI-compatible API",
-                backend=self.name,
-                url=url,
-            )
+        parsed = self._json_object(url, data, arrived="sent a stream event", shown=data)
         error = parsed.get("error")
         if error:
             code = error.get("code") if isinstance(error, dict) else None
@@ -347,6 +315,31 @@ class HTTPClient:
                 url=url,
             )
         return parsed
+
+    def _json_object(self, url: str, raw: str | bytes, *, arrived: str, shown: str) -> dict[str, Any]:
+        """``raw`` parsed as a JSON object; anything else is a BackendError quoting ``shown`` (redacted)."""
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed
+        raise BackendError(
+            f"backend {self.name!r} ({url}) {arrived} that is not a JSON object: {self._redact(shown)[:200]!r}; "
+            "check that the base URL points at an OpenAI-compatible API (it usually ends in /v1)",
+            backend=self.name,
+            url=url,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _reaching(self, url: str) -> AsyncIterator[None]:
+        """Turn aiohttp's timeouts and connection failures into UpstreamUnreachable (which is retryable)."""
+        try:
+            yield
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise self._unreachable(url, exc, timeout=True) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise self._unreachable(url, exc, timeout=False) from None
 
     def _http_error(self, status: int, url: str, raw: bytes, retry_after: float | None) -> UpstreamHTTPError:
         message = self._redact(upstream_message(raw))
@@ -382,47 +375,6 @@ class _OpenStream:
         self.response = response
         self.semaphore = semaphore
         self.first = first
-
-
-class SSEDecoder:
-    """Incremental Server-Sent Events decoder: feed it bytes as they arrive, get each event's data.
-
-    Lines end in LF, CRLF or CR; ``data:`` lines of one event are joined with newlines; comments
-    (``: keep-alive``) and other fields (``event:``, ``id:``, ``retry:``) are ignored; an event ends
-    at a blank line. Events and even UTF-8 characters may be split across chunks.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._after_cr = False  # the last chunk ended in CR: a leading LF in the next one belongs to it
-        self._data: list[str] = []
-
-    def feed(self, chunk: bytes) -> list[str]:
-        """The data of every event completed by ``chunk``."""
-        if not chunk:
-            return []
-        if self._after_cr and chunk.startswith(b"\n"):
-            chunk = chunk[1:]
-        lines = (self._buffer + chunk).splitlines(keepends=True)
-        self._buffer = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
-        self._after_cr = bool(lines) and lines[-1].endswith(b"\r") and not self._buffer
-        events = (self._line(line.rstrip(b"\r\n")) for line in lines)
-        return [event for event in events if event is not None]
-
-    def close(self) -> list[str]:
-        """The data of the event still open when the body ended without its blank line, if any."""
-        rest, self._buffer = self._buffer, b""
-        events = (self._line(rest), self._line(b""))
-        return [event for event in events if event is not None]
-
-    def _line(self, raw: bytes) -> str | None:
-        if not raw:
-            data, self._data = self._data, []
-            return "\n".join(data) if data else None
-        field, _, value = raw.decode("utf-8", "replace").partition(":")
-        if field == "data":
-            self._data.append(value[1:] if value.startswith(" ") else value)
-        return None
 
 
 def _short_reason(exc: BackendError) -> str:

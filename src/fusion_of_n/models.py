@@ -29,7 +29,6 @@ import importlib.util
 import json
 import logging
 import os
-import struct
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,12 +38,12 @@ from types import MappingProxyType
 from typing import BinaryIO, Protocol
 
 from .errors import ConfigError, MissingDependency, ModelIntegrityError
+from .gguf import GGUF_MAGIC
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 _BLOCK = 1 << 20
-_GGUF_MAGIC = b"GGUF"
 
 
 @dataclass(frozen=True)
@@ -321,57 +320,9 @@ def _check_gguf_path(text: str, catalogue: Mapping[str, CatalogueEntry]) -> Path
             f"model file {path} does not exist; pass an existing .gguf path or one of {', '.join(sorted(catalogue))}"
         )
     with path.open("rb") as fh:
-        if fh.read(4) != _GGUF_MAGIC:
+        if fh.read(4) != GGUF_MAGIC:
             raise ConfigError(f"model file {path} is not a GGUF file (llama.cpp loads .gguf only)")
     return path
-
-
-def gguf_context_length(path: Path) -> int | None:
-    """The training context length from a GGUF header (``<arch>.context_length``), None if absent.
-
-    Reads only the metadata that precedes the key, so it costs microseconds even for large files.
-    """
-    with Path(path).open("rb") as fh:
-        if fh.read(4) != _GGUF_MAGIC:
-            return None
-        version, _tensors, n_kv = struct.unpack("<IQQ", fh.read(20))
-        if version < 2:
-            return None
-        arch: str | None = None
-        for _ in range(n_kv):
-            key = _gguf_string(fh)
-            (kind,) = struct.unpack("<I", fh.read(4))
-            value = _gguf_value(fh, kind)
-            if key == "general.architecture" and isinstance(value, str):
-                arch = value
-            elif arch is not None and key == f"{arch}.context_length" and isinstance(value, int):
-                return value
-    return None
-
-
-_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-
-
-def _gguf_string(fh: BinaryIO) -> str:
-    (length,) = struct.unpack("<Q", fh.read(8))
-    return fh.read(length).decode("utf-8", errors="replace")
-
-
-def _gguf_value(fh: BinaryIO, kind: int) -> object:
-    if kind == 8:
-        return _gguf_string(fh)
-    if kind == 9:  # array: element type, count, elements (skipped, we only need scalars)
-        elem, count = struct.unpack("<IQ", fh.read(12))
-        if elem in _GGUF_SCALARS:
-            fh.seek(struct.calcsize(_GGUF_SCALARS[elem]) * count, os.SEEK_CUR)
-        else:
-            for _ in range(count):
-                _gguf_value(fh, elem)
-        return None
-    fmt = _GGUF_SCALARS.get(kind)
-    if fmt is None:
-        raise ValueError(f"unknown GGUF value type {kind}")
-    return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
 
 
 def _copy_hashing(src: BinaryIO, out: BinaryIO, digest: hashlib._Hash) -> None:

@@ -55,12 +55,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import BackendError, ConfigError, FusionOfNError, MissingDependency
-from ..models import check_model, gguf_context_length, resolve_model
-from ..types import Candidate, Delta, Generation, Message, Params, Request, TokenAlternatives, Usage, message_text
+from ..gguf import gguf_context_length
+from ..models import check_model, resolve_model
+from ..types import Candidate, Delta, Generation, Message, Params, Request, Usage, message_text
 from .base import ModelSpec
+from .llama_hooks import StepCounter, StopStrings, StreamEnd, TopLogprobs
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class LocalBackend:
     ) -> tuple[Candidate, int, int]:
         """One completion, on the model's worker thread."""
         kwargs = _sampling_kwargs(params, seed)
-        recorder = _TopLogprobs(loaded.llama, params.top_logprobs) if params.top_logprobs else None
+        recorder = TopLogprobs(loaded.llama, params.top_logprobs) if params.top_logprobs else None
         if recorder is not None:
             kwargs["logits_processor"] = [recorder]
         try:
@@ -281,7 +281,7 @@ class LocalBackend:
         messages = _text_messages(request.messages, self.name)
         (seed,) = _seeds(request.params.seed, 1)
         loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue[str | asyncio.Future[_StreamEnd | None]] = asyncio.Queue()
+        pieces: asyncio.Queue[str | asyncio.Future[StreamEnd | None]] = asyncio.Queue()
         stop = threading.Event()
 
         def emit(piece: str) -> None:  # on the worker thread
@@ -312,12 +312,12 @@ class LocalBackend:
         seed: int,
         emit: Callable[[str], None],
         stop: threading.Event,
-    ) -> _StreamEnd | None:
+    ) -> StreamEnd | None:
         """Run one streamed completion on the model's worker thread; returns None when told to stop."""
         if stop.is_set():
             return None
-        counter = _StepCounter(loaded.llama)
-        cutter = _StopStrings(params.stop or ())  # ours, so that we know when a stop string ended the answer
+        counter = StepCounter(loaded.llama)
+        cutter = StopStrings(params.stop or ())  # ours, so that we know when a stop string ended the answer
         kwargs = {**_sampling_kwargs(params.replace(stop=None), seed), "logits_processor": [counter]}
         text: list[str] = []
         finish_reason = "stop"
@@ -333,7 +333,7 @@ class LocalBackend:
                         if shown := cutter.feed(piece):
                             emit(shown)
                         if cutter.hit:  # the token that completed the stop string was the last one sampled
-                            return _StreamEnd("stop", counter.prompt_tokens, counter.steps)
+                            return StreamEnd("stop", counter.prompt_tokens, counter.steps)
                     finish_reason = choice.get("finish_reason") or finish_reason
             finally:
                 chunks.close()  # stops llama.cpp's generator (and its sampling) when we leave early
@@ -342,7 +342,7 @@ class LocalBackend:
         if held := cutter.rest():
             emit(held)
         completion = counter.completion_tokens("".join(text), finish_reason)
-        return _StreamEnd(finish_reason, counter.prompt_tokens, completion)
+        return StreamEnd(finish_reason, counter.prompt_tokens, completion)
 
     def _failure(self, loaded: _LoadedModel, exc: Exception) -> BackendError:
         return BackendError(
@@ -355,97 +355,6 @@ class LocalBackend:
     async def aclose(self) -> None:
         """Stop using the model; it stays loaded for other backends until :func:`clear_model_cache`."""
         self._closed = True
-
-
-class _TopLogprobs:
-    """A llama-cpp logits processor that records the top-k log-probabilities of every step.
-
-    It runs first in the sampler chain, so it sees the raw logits of the whole vocabulary in token-id
-    order, before penalties, top-k/top-p and temperature, and returns them unchanged.
-    """
-
-    def __init__(self, llama: Any, k: int) -> None:
-        self.llama = llama
-        self.k = max(1, k)
-        self.rows: list[TokenAlternatives] = []
-
-    def __call__(self, input_ids: Any, logits: Any) -> Any:
-        values = np.asarray(logits, dtype=np.float64)
-        k = min(self.k, values.size)
-        top = np.argpartition(-values, k - 1)[:k]
-        top = top[np.argsort(-values[top])]
-        peak = values.max()
-        log_total = peak + np.log(np.exp(values - peak).sum())
-        self.rows.append(tuple((self._text(int(t)), float(values[t] - log_total)) for t in top))
-        return logits
-
-    def _text(self, token: int) -> str:
-        return bytes(self.llama.detokenize([token])).decode("utf-8", errors="replace")
-
-
-@dataclass(frozen=True)
-class _StreamEnd:
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class _StepCounter:
-    """A logits processor that changes nothing and counts: the prompt llama.cpp evaluated, the sampling steps."""
-
-    def __init__(self, llama: Any) -> None:
-        self.llama = llama
-        self.prompt_tokens = 0
-        self.steps = 0
-
-    def __call__(self, input_ids: Any, logits: Any) -> Any:
-        if self.steps == 0:
-            self.prompt_tokens = int(self.llama.n_tokens)  # the prompt is evaluated before the first sample
-        self.steps += 1
-        return logits
-
-    def completion_tokens(self, text: str, finish_reason: str) -> int:
-        """llama.cpp's count: every sampled token but an end-of-generation token that ended the answer.
-
-        The last sampled token is never evaluated, so the model holds the first ``steps - 1``; when they
-        spell the whole streamed text and the finish is "stop", the last one was end-of-generation.
-        """
-        if finish_reason != "stop" or self.steps == 0:
-            return self.steps
-        kept = [int(t) for t in self.llama.input_ids[self.prompt_tokens : self.llama.n_tokens]]
-        spelled = bytes(self.llama.detokenize(kept)).decode("utf-8", errors="ignore")
-        return self.steps - 1 if len(kept) == self.steps - 1 and spelled == text else self.steps
-
-
-class _StopStrings:
-    """Cuts streamed text at the first stop string present (in the order given, as llama.cpp does),
-    holding back a tail that may be the start of one."""
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = [s for s in stops if s]
-        self.text = ""
-        self.shown = 0
-        self.hit = False
-
-    def feed(self, piece: str) -> str:
-        """Add ``piece``; return the text that can be shown now."""
-        self.text += piece
-        found = [s for s in self.stops if s in self.text]
-        if found:
-            self.hit = True
-            end = self.text.index(found[0])
-        else:
-            end = len(self.text) - max((self._overlap(s) for s in self.stops), default=0)
-        shown, self.shown = self.text[self.shown : end], max(self.shown, end)
-        return shown
-
-    def rest(self) -> str:
-        """The held-back tail, once the answer ended without a stop string."""
-        rest, self.shown = self.text[self.shown :], len(self.text)
-        return rest
-
-    def _overlap(self, stop: str) -> int:
-        return next((i for i in range(min(len(stop), len(self.text)), 0, -1) if self.text.endswith(stop[:i])), 0)
 
 
 def _sampling_kwargs(params: Params, seed: int) -> dict[str, Any]:

@@ -12,9 +12,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 
-async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start serving ``app``; returns the runner and the bound port (``port=0`` picks a free one)."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
+async def start_site(
+    app: web.Application, host: str, port: int, *, shutdown_timeout: float = 2.0
+) -> tuple[web.AppRunner, int]:
+    """Start serving ``app``; returns the runner and the bound port (``port=0`` picks a free one).
+
+    ``shutdown_timeout`` is how long ``runner.cleanup()`` lets running handlers finish before cancelling them.
+    """
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -45,10 +50,24 @@ async def serve_forever(app: web.Application, host: str, port: int, on_ready: Ca
 
 
 class BackgroundServer:
-    """Serve an app built by ``factory`` on 127.0.0.1 from a thread: ``with BackgroundServer(f) as s: s.url``."""
+    """Serve the app ``factory`` builds from a thread with its own loop: ``with BackgroundServer(f) as s: s.url``.
 
-    def __init__(self, factory: Callable[[], web.Application], host: str = "127.0.0.1", port: int = 0) -> None:
+    ``port=0`` picks a free port; ``port`` holds the bound one once started. ``factory`` runs on that
+    loop. ``start()`` on a running server does nothing; a failure to start is raised by ``start()``.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], web.Application],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        shutdown_timeout: float = 2.0,
+        thread_name: str = "fusion-of-n-server",
+    ) -> None:
         self.factory, self.host, self.port = factory, host, port
+        self.shutdown_timeout = shutdown_timeout
+        self.thread_name = thread_name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -59,39 +78,50 @@ class BackgroundServer:
         return f"http://{self.host}:{self.port}/v1"
 
     def start(self) -> BackgroundServer:
+        if self._thread is not None:
+            return self
         ready = threading.Event()
         failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = self._loop = asyncio.new_event_loop()
-            try:
-                self._runner, self.port = loop.run_until_complete(start_site(self.factory(), self.host, self.port))
-            except BaseException as exc:  # handed to the starting thread
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fusion-of-n-server", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._serve, args=(ready, failure), name=self.thread_name, daemon=True)
+        thread.start()
         ready.wait()
         if failure:
+            thread.join()
             raise failure[0]
+        self._thread = thread
         return self
 
     def stop(self) -> None:
-        if self._thread is None or self._loop is None or self._runner is None:
+        thread, loop, runner = self._thread, self._loop, self._runner
+        if thread is None or loop is None or runner is None:
             return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._thread = None
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        self._thread = self._loop = self._runner = None
 
     def __enter__(self) -> BackgroundServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        """The thread: start the site, tell ``start()``, then run the loop until ``stop()``."""
+        loop = asyncio.new_event_loop()
+        try:
+            self._runner, self.port = loop.run_until_complete(self._start_site())
+            self._loop = loop
+        except BaseException as exc:  # handed to the starting thread, which re-raises it
+            failure.append(exc)
+            loop.close()
+            ready.set()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _start_site(self) -> tuple[web.AppRunner, int]:
+        return await start_site(self.factory(), self.host, self.port, shutdown_timeout=self.shutdown_timeout)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from ..server.runner import BackgroundServer
 from ..types import message_text
 from .fake import split_words
 from .script import HTTPFault, Reply, Script, Step, count_tokens
@@ -76,48 +75,34 @@ class FakeOpenAIServer:
         self.latency = latency
         self.chunk_delay = chunk_delay
         self.api_key = api_key
-        self.port = port
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.cancelled = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+        self._server = BackgroundServer(self._app, port=port, shutdown_timeout=0.5, thread_name="FakeOpenAIServer")
         self._started = False
+
+    @property
+    def port(self) -> int:
+        """The port asked for (0: any free one), then the one bound once started."""
+        return self._server.port
 
     @property
     def url(self) -> str:
         """The base URL to give a client, e.g. ``http://127.0.0.1:PORT/v1``."""
         if not self._started:
             raise RuntimeError("the fake server is not running; use it as a context manager or call start()")
-        return f"http://127.0.0.1:{self.port}/v1"
+        return self._server.url
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> FakeOpenAIServer:
-        if self._thread is not None:
-            return self
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._serve, args=(ready, failure), name="FakeOpenAIServer", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
+        self._server.start()
         self._started = True
         return self
 
     def stop(self) -> None:
-        thread, loop, runner = self._thread, self._loop, self._runner
-        if thread is None or loop is None or runner is None:
-            return
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        self._thread = self._loop = self._runner = None
+        self._server.stop()
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
@@ -131,36 +116,10 @@ class FakeOpenAIServer:
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.to_thread(self.stop)
 
-    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self._setup())
-            self._loop = loop
-        except BaseException as exc:  # handed to the starting thread, which re-raises it
-            failure.append(exc)
-            loop.close()
-            ready.set()
-            return
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            loop.close()
-
-    async def _setup(self) -> None:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=0.5, handler_cancellation=True
-        )
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        sock.listen(1024)
-        await web.SockSite(runner, sock, backlog=1024).start()
-        self.port = sock.getsockname()[1]
-        self._runner = runner
+        return app
 
     # -- handlers ---------------------------------------------------------------------------------
 
