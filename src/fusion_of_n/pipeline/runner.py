@@ -49,7 +49,8 @@ class Summary:
 
     @property
     def error_fraction(self) -> float:
-        return (self.input_errors + self.failed) / self.attempted if self.attempted else 0.0
+        """Bad and failed rows over all rows read (rows done by earlier runs count as good)."""
+        return (self.input_errors + self.failed) / self.read if self.read else 0.0
 
     def line(self) -> str:
         rate = self.done / self.seconds if self.seconds else 0.0
