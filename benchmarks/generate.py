@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _proxy_upstream import UpstreamProcess  # noqa: E402
+from _proxy_upstream import UpstreamProcess
 
 from fusion_of_n.config import PipelineSettings
 from fusion_of_n.pipeline.generate import run_generate
