@@ -57,6 +57,10 @@ def write_input(path: Path) -> set[str]:
     return {r["id"] for r in rows}
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fusion_of_n", *args], capture_output=True, text=True, timeout=120)
+
+
 def teacher_step(name: str):
     def step(body: Any) -> Reply:
         return Reply(f"{name}: the answer is {len(str(body['messages'][-1]['content'])) % 17}.")
@@ -148,26 +152,7 @@ def test_sigkill_mid_run_then_resume_loses_nothing_and_duplicates_nothing(tmp_pa
 def test_error_fraction_above_threshold_exits_non_zero(tmp_path: Path) -> None:
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text('{"prompt": "fine"}\n{"prompt": ""}\n{"nope": 1}\n', encoding="utf-8")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fusion_of_n",
-            "generate",
-            str(inp),
-            "-o",
-            str(out),
-            "--model",
-            "fake:echo",
-            "-n",
-            "1",
-            "--method",
-            "first",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli("generate", str(inp), "-o", str(out), "--model", "fake:echo", "-n", "1", "--method", "first")
     assert proc.returncode == 1
     assert "--fail-on-error" in proc.stderr
     assert [r["prompt"] for r in read_records(str(out))] == ["fine"]
@@ -177,27 +162,8 @@ def test_error_fraction_above_threshold_exits_non_zero(tmp_path: Path) -> None:
 def test_generate_then_export_sft(tmp_path: Path, fmt: str) -> None:
     inp, out, sft = tmp_path / "in.jsonl", tmp_path / f"out.{fmt}", tmp_path / "sft.jsonl"
     inp.write_text('{"id": "a", "prompt": "Hello there"}\n{"id": "b", "prompt": "General Kenobi"}\n')
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fusion_of_n",
-            "generate",
-            str(inp),
-            "-o",
-            str(out),
-            "--model",
-            "fake:echo",
-            "-n",
-            "2",
-            "--method",
-            "vote",
-            "--format",
-            fmt,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    run = run_cli(
+        "generate", str(inp), "-o", str(out), "--model", "fake:echo", "-n", "2", "--method", "vote", "--format", fmt
     )
     assert run.returncode == 0, run.stderr
     if fmt == "parquet":
@@ -206,12 +172,7 @@ def test_generate_then_export_sft(tmp_path: Path, fmt: str) -> None:
         table = pq.read_table(out)
         assert sorted(table.column("id").to_pylist()) == ["a", "b"]
         return
-    exp = subprocess.run(
-        [sys.executable, "-m", "fusion_of_n", "export", str(out), "--method", "vote", "--to", str(sft)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    exp = run_cli("export", str(out), "--method", "vote", "--to", str(sft))
     assert exp.returncode == 0, exp.stderr
     rows = [json.loads(line) for line in sft.read_text().splitlines()]
     assert {r["id"]: r["messages"] for r in rows} == {
