@@ -11,7 +11,7 @@ Interval = tuple[float, float]
 
 def bootstrap_ci(
     values: Sequence[float],
-    statistic: Callable[[np.ndarray], float] = np.mean,  # type: ignore[assignment]
+    statistic: Callable[[np.ndarray], float] = np.mean,
     *,
     resamples: int = 2000,
     confidence: float = 0.95,

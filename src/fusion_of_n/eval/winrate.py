@@ -1,0 +1,520 @@
+"""Pairwise LLM-judge win rates with bootstrap confidence intervals (``fusion-of-n eval winrate``).
+
+A *pair* is one prompt with two answers: the system's (``results[METHOD].text`` of a generate output)
+and a reference (a reference file joined by ``id``, or a second method of the same output in
+head-to-head mode). The judge (``prompts/pairwise.txt``) sees the prompt and the two answers as
+Response A and Response B and names the better one, or a tie.
+
+Both orders, always. Every pair is judged twice, ``system_first`` (A = system, B = reference) and
+``reference_first`` (A = reference, B = system), so a judge that prefers a position cannot move the
+result. The two verdicts, read from the system's side, combine as:
+
+- the same verdict twice (win+win, loss+loss, tie+tie) gives that verdict;
+- any disagreement (win+loss, win+tie, loss+tie) gives a tie;
+- a missing verdict in either order makes the pair *missing*: it counts in ``missing`` and in no
+  win rate. Two identical answers are a tie without asking the judge.
+
+Reading a verdict: the reply is matched against :data:`VERDICT_FORMATS`, in order; the first format
+that matches decides. If its matches name different verdicts ("[[A]] or [[B]]", or a reply that
+parrots the prompt's "A if Response A is better, B if Response B is better") the reply is ambiguous.
+A tie in words counts only in a short reply. No verdict: the judge is asked once more in a short
+follow-up turn (:data:`FOLLOW_UP`); still none, or an upstream error: that order's verdict is missing.
+A verdict is never guessed.
+
+Per-pair scores are 1 (win), 0.5 (tie), 0 (loss); ``win_rate = (wins + 0.5 * ties) / (wins + ties +
+losses)`` is their mean, with a seeded percentile-bootstrap interval over pairs, overall and per
+record ``language`` ("unknown" when the record has none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import string
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Literal, NamedTuple
+
+import click
+
+from ..backends import Backend, create_backend
+from ..cliutil import friendly_errors, setup_logging
+from ..config import environment
+from ..errors import BackendError, ConfigError
+from ..pipeline.records import read_records
+from ..scorers.judge import gather_or_cancel, render_instruction
+from ..types import Message, Params, Request, Usage
+from .stats import bootstrap_ci
+
+logger = logging.getLogger(__name__)
+
+Verdict = Literal["A", "B", "tie"]
+Outcome = Literal["win", "tie", "loss", "missing"]
+SCORES: Mapping[str, float] = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+REFERENCE_FIELDS = ("reference", "text", "answer")
+"""Fields of a reference row tried in order when no ``reference_method`` is given."""
+RULE = (
+    "each pair is judged in both orders; the same verdict twice counts, any disagreement is a tie, a missing "
+    "verdict in either order makes the pair missing; scores are 1 / 0.5 / 0 for win / tie / loss"
+)
+FOLLOW_UP = (
+    "I could not find your verdict. Reply again with only the verdict: two opening square brackets, the "
+    "capital letter A, B or C (C means the two responses are equally good), then two closing square brackets."
+)
+
+_TIE = r"(?i:(?:a\s+)?tie)"
+# the letter A, but not the article in "Verdict: A good answer is..." ("A because ..." is fine)
+_A_ALONE = r"A(?![\w'])(?![ \t]+(?!(?:because|since|as|for|with|and|but|over)\b)[a-z])"
+SHORT_REPLY = 30
+"""Most words a reply may have for a tie written in words ("They are equally good.") to count."""
+
+
+class VerdictFormat(NamedTuple):
+    description: str
+    pattern: re.Pattern[str]
+    max_words: int | None = None  # only replies of at most this many words
+
+
+VERDICT_FORMATS: tuple[VerdictFormat, ...] = (
+    VerdictFormat(
+        "brackets: [[A]], [[B]], [[C]] (C = tie), [[tie]], also single: [B]",
+        re.compile(r"\[\[\s*(?P<v>[ABCabc]|" + _TIE + r")\s*\]\]|\[\s*(?P<s>[ABC]|" + _TIE + r")\s*\]"),
+    ),
+    VerdictFormat(
+        "a label: Verdict: A, Winner: Response B, The winner is B, Final answer: C, Verdict: tie",
+        re.compile(
+            r"(?i:\b(?:verdict|winner|decision|choice|answer|better\s+response)\b)[\s*:]*(?i:is\s+)?[\s*:]*"
+            r"(?:(?i:response|assistant)\s+)?(?P<v>" + _TIE + r"|" + _A_ALONE + r"|[BC](?![\w']))"
+        ),
+    ),
+    VerdictFormat(
+        "a sentence: Response A is better, B is the better one, I prefer Response B",
+        re.compile(
+            r"(?:\b(?P<v>[AB])\s+(?i:is\s+(?:clearly\s+|slightly\s+|much\s+|far\s+)?(?:the\s+)?"
+            r"(?:better|superior|stronger|preferred))|(?i:\bprefer\s+(?:response\s+|assistant\s+)?)(?P<p>[AB])\b)"
+        ),
+    ),
+    VerdictFormat(
+        "a tie in words: It's a tie, both are equally good, neither is better",
+        re.compile(
+            r"(?i:\b(?P<t>tie|equally\s+(?:good|bad|helpful|correct|strong|weak)|neither\s+(?:\w+\s+)?is\s+better)\b)"
+        ),
+        SHORT_REPLY,
+    ),
+    VerdictFormat(
+        "a lone letter: A, (B), **C**, Tie, alone or on the last line",
+        re.compile(r"(?:\A|\n)[\s*\[\]().\"'`]*(?P<v>[ABC]|(?i:tie))[\s*\[\]().!\"'`]*\Z"),
+    ),
+)
+
+
+def _normalize(raw: str) -> Verdict:
+    letter = raw.strip().upper()
+    return "A" if letter == "A" else "B" if letter == "B" else "tie"  # C, TIE, A TIE
+
+
+def parse_verdict(text: str) -> Verdict | None:
+    """The verdict written in a judge reply, or None when no format matches or the first that matches
+    names different verdicts."""
+    for _, pattern, max_words in VERDICT_FORMATS:
+        if max_words is not None and len(text.split()) > max_words:
+            continue
+        found = {_normalize(next(g for g in m.groups() if g is not None)) for m in pattern.finditer(text)}
+        if found:
+            return found.pop() if len(found) == 1 else None
+    return None
+
+
+def combine(system_first: Verdict | None, reference_first: Verdict | None) -> Outcome:
+    """The pair's outcome for the system from its two verdicts (rule in the module docstring)."""
+    if system_first is None or reference_first is None:
+        return "missing"
+    forward: Outcome = "win" if system_first == "A" else "loss" if system_first == "B" else "tie"
+    backward: Outcome = "win" if reference_first == "B" else "loss" if reference_first == "A" else "tie"
+    return forward if forward == backward else "tie"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One prompt (rendered as text) with the system's answer and the reference answer."""
+
+    id: str
+    instruction: str
+    system: str
+    reference: str
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderVerdict:
+    """One presentation order: the verdict (None = missing), the judge's replies, an upstream error."""
+
+    verdict: Verdict | None
+    replies: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PairJudgement:
+    id: str
+    language: str  # "unknown" when the record has none
+    system_first: OrderVerdict  # A = system, B = reference
+    reference_first: OrderVerdict  # A = reference, B = system
+    usage: Usage = field(default_factory=Usage)
+    identical: bool = False  # the two answers were the same text: a tie, no judge call
+
+    @property
+    def outcome(self) -> Outcome:
+        return combine(self.system_first.verdict, self.reference_first.verdict)
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": self.id, "language": self.language, "outcome": self.outcome}
+        row["score"] = SCORES.get(self.outcome)
+        row["system_first"] = self.system_first.verdict
+        row["reference_first"] = self.reference_first.verdict
+        if self.identical:
+            row["identical"] = True
+        for name, order in (("system_first", self.system_first), ("reference_first", self.reference_first)):
+            if order.verdict is None:
+                row[f"{name}_unread"] = {"replies": list(order.replies), "error": order.error}
+        return row
+
+
+def load_template() -> string.Template:
+    text = resources.files(__package__).joinpath("prompts/pairwise.txt").read_text(encoding="utf-8")
+    return string.Template(text)
+
+
+def render_prompt(instruction: str, response_a: str, response_b: str, template: string.Template | None = None) -> str:
+    return (template or load_template()).substitute(
+        instruction=instruction, response_a=response_a, response_b=response_b
+    )
+
+
+async def judge_pairs(
+    pairs: Sequence[Pair], judge: Backend, *, max_tokens: int = 512, template: string.Template | None = None
+) -> list[PairJudgement]:
+    """Judge every pair in both orders, all calls concurrent (the backend limits concurrency)."""
+    params = Params(temperature=0.0, max_tokens=max_tokens)
+    tmpl = template or load_template()
+    return await gather_or_cancel(_judge_pair(pair, judge, params, tmpl) for pair in pairs)
+
+
+async def _judge_pair(pair: Pair, judge: Backend, params: Params, template: string.Template) -> PairJudgement:
+    language = pair.language or "unknown"
+    if pair.system == pair.reference:
+        tie = OrderVerdict("tie")
+        return PairJudgement(pair.id, language, tie, tie, identical=True)
+    forward, backward = await asyncio.gather(
+        _judge_order(render_prompt(pair.instruction, pair.system, pair.reference, template), judge, params, pair.id),
+        _judge_order(render_prompt(pair.instruction, pair.reference, pair.system, template), judge, params, pair.id),
+    )
+    return PairJudgement(pair.id, language, forward[0], backward[0], forward[1] + backward[1])
+
+
+async def _judge_order(prompt: str, judge: Backend, params: Params, pair_id: str) -> tuple[OrderVerdict, Usage]:
+    logger.debug("pairwise judge prompt for %s:\n%s", pair_id, prompt)
+    messages: list[Message] = [{"role": "user", "content": prompt}]
+    replies: list[str] = []
+    usage = Usage()
+    try:
+        for attempt in range(2):
+            generation = await judge.generate(Request(tuple(messages), params), n=1)
+            usage = usage + generation.usage
+            replies.append(generation.candidates[0].text)
+            verdict = parse_verdict(replies[-1])
+            if verdict is not None:
+                return OrderVerdict(verdict, tuple(replies)), usage
+            if attempt == 0:
+                logger.debug("judge reply for %s has no verdict: %r; asking again", pair_id, replies[-1])
+                messages += [{"role": "assistant", "content": replies[-1]}, {"role": "user", "content": FOLLOW_UP}]
+    except BackendError as exc:
+        logger.info("judge call for pair %s failed (%s); the pair counts as missing", pair_id, exc)
+        return OrderVerdict(None, tuple(replies), str(exc)), usage
+    logger.info("judge gave no readable verdict for pair %s, even when asked again; it counts as missing", pair_id)
+    return OrderVerdict(None, tuple(replies)), usage
+
+
+def _group(judgements: Sequence[PairJudgement], seed: int, resamples: int, confidence: float) -> dict[str, Any]:
+    counts = Counter(j.outcome for j in judgements)
+    scores = [SCORES[j.outcome] for j in judgements if j.outcome != "missing"]
+    low, high = bootstrap_ci(scores, seed=seed, resamples=resamples, confidence=confidence) if scores else (None, None)
+    return {
+        "pairs": len(judgements),
+        "wins": counts["win"],
+        "ties": counts["tie"],
+        "losses": counts["loss"],
+        "missing": counts["missing"],
+        "win_rate": sum(scores) / len(scores) if scores else None,
+        "ci": [low, high],
+    }
+
+
+def summarize(
+    judgements: Sequence[PairJudgement], *, seed: int = 0, resamples: int = 2000, confidence: float = 0.95
+) -> dict[str, Any]:
+    """``{"overall": GROUP, "by_language": {lang: GROUP}}``; a GROUP holds pairs, wins, ties, losses,
+    missing, win_rate (None when nothing was judged) and ci [low, high] (None, None likewise)."""
+    by_language: dict[str, list[PairJudgement]] = {}
+    for judgement in judgements:
+        by_language.setdefault(judgement.language, []).append(judgement)
+    return {
+        "overall": _group(judgements, seed, resamples, confidence),
+        "by_language": {
+            lang: _group(group, seed, resamples, confidence) for lang, group in sorted(by_language.items())
+        },
+    }
+
+
+# -- pairs from files ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Joined:
+    """Pairs to judge, the rows that could not be paired (``{"id", "reason"}``) and rows read per side."""
+
+    pairs: list[Pair]
+    unpaired: list[dict[str, Any]]
+    rows: dict[str, int]
+
+
+def join_pairs(
+    system_rows: Sequence[Mapping[str, Any]],
+    reference_rows: Sequence[Mapping[str, Any]],
+    method: str,
+    reference_method: str | None = None,
+) -> Joined:
+    """Pair ``results[method].text`` of each system record with its reference row (same ``id``).
+
+    The reference is ``results[reference_method].text`` when given, else the first non-empty field of
+    :data:`REFERENCE_FIELDS`. Rows without a partner or a usable text are returned as ``unpaired``."""
+    unpaired: list[dict[str, Any]] = []
+    systems = _by_id(system_rows, "system", unpaired)
+    same = reference_rows is system_rows  # head to head: one file, two methods
+    references = systems if same else _by_id(reference_rows, "reference", unpaired)
+    pairs: list[Pair] = []
+    for key, record in systems.items():
+        other = references.get(key)
+        texts = [_method_text(record, method, "system"), _reference_text(other or {}, reference_method)]
+        reasons = [reason for _, reason in texts if reason]
+        instruction = _instruction(record)
+        reason = "no reference row" if other is None else reasons[0] if reasons else None
+        if reason or not instruction:
+            unpaired.append({"id": key, "reason": reason or "system: no prompt or messages"})
+            continue
+        language = record.get("language") or (other or {}).get("language")
+        pairs.append(Pair(key, instruction, texts[0][0] or "", texts[1][0] or "", str(language) if language else None))
+    unpaired += [{"id": key, "reason": "not in the system output"} for key in references if key not in systems]
+    return Joined(pairs, unpaired, {"system": len(system_rows), "reference": len(reference_rows)})
+
+
+def _by_id(
+    rows: Sequence[Mapping[str, Any]], side: str, unpaired: list[dict[str, Any]]
+) -> dict[str, Mapping[str, Any]]:
+    index: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        key = None if row.get("id") is None else str(row["id"])
+        if key is None or key in index:
+            unpaired.append({"id": key, "reason": f"{side}: " + ("row without id" if key is None else "duplicate id")})
+        else:
+            index[key] = row
+    return index
+
+
+def _method_text(record: Mapping[str, Any], method: str, side: str) -> tuple[str | None, str | None]:
+    if record.get("error"):
+        return None, f"{side}: error record"
+    results = record.get("results")
+    result = results.get(method) if isinstance(results, dict) else None
+    text = result.get("text") if isinstance(result, dict) else None
+    return (text, None) if isinstance(text, str) else (None, f"{side}: no {method} result")
+
+
+def _reference_text(row: Mapping[str, Any], method: str | None) -> tuple[str | None, str | None]:
+    if method:
+        return _method_text(row, method, "reference")
+    for name in REFERENCE_FIELDS:
+        value = row.get(name)
+        value = str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        if isinstance(value, str) and value.strip():
+            return value, None
+    return None, "reference: no non-empty " + "/".join(REFERENCE_FIELDS) + " field"
+
+
+def _instruction(record: Mapping[str, Any]) -> str:
+    messages = record.get("messages")
+    if isinstance(messages, list) and messages:
+        return render_instruction(m for m in messages if isinstance(m, Mapping))
+    prompt = record.get("prompt")
+    return prompt if isinstance(prompt, str) else ""
+
+
+def _read(path: str, what: str, methods: Sequence[str | None]) -> list[dict[str, Any]]:
+    """The records of ``path``; a ConfigError when there are none or no record has one of ``methods``."""
+    rows = list(read_records(path))
+    if not rows:
+        raise ConfigError(f"{what} {path!r} is missing or holds no JSON records; check the path")
+    found = {m for r in rows if isinstance(r.get("results"), dict) for m in r["results"]}
+    for method in filter(None, methods):
+        if method not in found:
+            have = ", ".join(sorted(found)) or "none (no record has results)"
+            raise ConfigError(f"no record in {path!r} has results for method {method!r}; methods found: {have}")
+    return rows
+
+
+# -- the whole evaluation -----------------------------------------------------------------------------
+
+
+def evaluate(
+    joined: Joined,
+    judge: str | Backend,
+    env: Mapping[str, str] | None = None,
+    *,
+    max_tokens: int = 512,
+    seed: int = 0,
+    resamples: int = 2000,
+    **info: Any,
+) -> dict[str, Any]:
+    """Judge ``joined.pairs`` and build the JSON result (``info``: mode, methods, system, reference).
+
+    ``judge`` is a model spec (built with ``env`` and closed after) or a Backend (left open)."""
+    if not joined.pairs:
+        reasons = dict(Counter(str(row["reason"]) for row in joined.unpaired))
+        raise ConfigError(f"no pair to judge, every row was left out: {reasons}; check the ids, methods and fields")
+    if joined.unpaired:
+        logger.warning("%d row(s) could not be paired and are not judged (see 'unpaired')", len(joined.unpaired))
+
+    async def run() -> list[PairJudgement]:
+        backend = create_backend(judge, env) if isinstance(judge, str) else judge
+        try:
+            return await judge_pairs(joined.pairs, backend, max_tokens=max_tokens)
+        finally:
+            if isinstance(judge, str):
+                await backend.aclose()
+
+    judgements = asyncio.run(run())
+    missing = sum(j.outcome == "missing" for j in judgements)
+    if missing:
+        logger.warning(
+            "%d of %d pairs have no verdict in one or both orders and count as missing (see 'pairs'); "
+            "an upstream error or a judge that does not follow the reply format (try a larger judge)",
+            missing,
+            len(judgements),
+        )
+    reasons = Counter(str(row["reason"]) for row in joined.unpaired)
+    return {
+        "kind": "winrate",
+        "judge": judge if isinstance(judge, str) else judge.name,
+        **info,
+        "rule": RULE,
+        "bootstrap": {"seed": seed, "resamples": resamples, "confidence": 0.95},
+        "counts": {"rows": joined.rows, "pairs": len(judgements), "unpaired": len(joined.unpaired)},
+        "unpaired": {"by_reason": dict(sorted(reasons.items())), "rows": joined.unpaired},
+        **summarize(judgements, seed=seed, resamples=resamples),
+        "usage": sum((j.usage for j in judgements), Usage()).to_dict(),
+        "pairs": [j.to_dict() for j in judgements],
+    }
+
+
+def winrate(
+    system_path: str,
+    reference_path: str,
+    judge_spec: str | Backend,
+    method: str = "fusion",
+    env: Mapping[str, str] | None = None,
+    *,
+    reference_method: str | None = None,
+    max_tokens: int = 512,
+    seed: int = 0,
+    resamples: int = 2000,
+) -> dict[str, Any]:
+    """Win rate of ``method``'s answers in a generate output against reference rows joined by id.
+
+    ``max_tokens`` limits each judge reply; ``seed`` and ``resamples`` drive the bootstrap."""
+    system_rows = _read(system_path, "SYSTEM", [method])
+    reference_rows = _read(reference_path, "--reference", [reference_method])
+    joined = join_pairs(system_rows, reference_rows, method, reference_method)
+    system, reference = {"path": system_path, "method": method}, {"path": reference_path, "method": reference_method}
+    options = {"max_tokens": max_tokens, "seed": seed, "resamples": resamples}
+    return evaluate(
+        joined, judge_spec, env, mode="reference", methods=[method], system=system, reference=reference, **options
+    )
+
+
+def head_to_head(
+    output_path: str,
+    methods: str | Sequence[str],
+    judge_spec: str | Backend,
+    env: Mapping[str, str] | None = None,
+    *,
+    max_tokens: int = 512,
+    seed: int = 0,
+    resamples: int = 2000,
+) -> dict[str, Any]:
+    """Win rate of the first of two methods (``"fusion,bon"``) against the second in one generate output."""
+    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    if len(names) != 2 or names[0] == names[1]:
+        raise ConfigError(f"head-to-head takes two different methods, e.g. 'fusion,bon'; got {methods!r}")
+    rows = _read(output_path, "OUTPUT", names)
+    joined = join_pairs(rows, rows, names[0], names[1])
+    system, reference = {"path": output_path, "method": names[0]}, {"path": output_path, "method": names[1]}
+    options = {"max_tokens": max_tokens, "seed": seed, "resamples": resamples}
+    return evaluate(
+        joined, judge_spec, env, mode="head_to_head", methods=names, system=system, reference=reference, **options
+    )
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """A small text table: one line per language, then overall."""
+    lines = [f"{'language':<10}{'pairs':>7}{'wins':>6}{'ties':>6}{'losses':>8}{'missing':>9}  win rate  95% CI"]
+    for name, group in [*result["by_language"].items(), ("overall", result["overall"])]:
+        rate = "-" if group["win_rate"] is None else f"{group['win_rate']:.3f}"
+        low, high = group["ci"]
+        ci = "-" if low is None else f"[{low:.3f}, {high:.3f}]"
+        counts = f"{group['pairs']:>7}{group['wins']:>6}{group['ties']:>6}{group['losses']:>8}{group['missing']:>9}"
+        lines.append(f"{name:<10}{counts}  {rate:>8}  {ci}")
+    return "\n".join(lines)
+
+
+@click.command("winrate")
+@click.argument("system", type=click.Path(dir_okay=False))
+@click.option("--reference", "reference_path", type=click.Path(dir_okay=False), help="JSONL rows {id, reference}")
+@click.option("--reference-method", help="take the references from results[METHOD] of a generate output")
+@click.option("--head-to-head", "pair_of_methods", metavar="M1,M2", help="compare two methods of SYSTEM instead")
+@click.option("--judge", "judge_spec", required=True, metavar="SPEC", help="judge model spec")
+@click.option("--method", default=None, help="the system's method  [default: fusion]")
+@click.option("--max-tokens", type=int, default=512, show_default=True, help="judge reply limit")
+@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
+@click.option("--resamples", type=int, default=2000, show_default=True, help="bootstrap resamples")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the JSON here (default: stdout)")
+@click.option("-v", "--verbose", count=True)
+@friendly_errors
+def command(system: str, judge_spec: str, output: str | None, verbose: int, **opts: Any) -> None:
+    """Pairwise LLM-judge win rate of SYSTEM (a generate output) against --reference rows (by id), or of
+    one method against another (--head-to-head fusion,bon). Each pair is judged in both orders."""
+    setup_logging(verbose)
+    reference_path, reference_method, pair_of_methods, method = (
+        opts.pop(k) for k in ("reference_path", "reference_method", "pair_of_methods", "method")
+    )
+    if (reference_path is None) == (pair_of_methods is None):
+        raise click.UsageError("give --reference REF.jsonl or --head-to-head M1,M2 (one of them)")
+    if pair_of_methods:
+        if method or reference_method:
+            raise click.UsageError("--head-to-head names both methods; drop --method and --reference-method")
+        result = head_to_head(system, pair_of_methods, judge_spec, environment(), **opts)
+    else:
+        method = method or "fusion"
+        result = winrate(
+            system, reference_path, judge_spec, method, environment(), reference_method=reference_method, **opts
+        )
+    text = json.dumps(result, ensure_ascii=False, indent=1, allow_nan=False)
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    else:
+        click.echo(text)
+    click.echo(format_table(result), err=True)
