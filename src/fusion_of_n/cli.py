@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import importlib
 import json
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,44 +12,30 @@ from typing import Any, TypeVar
 import click
 
 from .api import Pipeline
+from .cliutil import friendly_errors, setup_logging
 from .config import DEFAULT_MODEL, PipelineSettings, cache_dir, environment
-from .errors import FusionOfNError
 from .types import Result
 
 F = TypeVar("F", bound=Callable[..., Any])
-log = logging.getLogger("fusion_of_n")
+_setup_logging = setup_logging  # the eval modules' older name
 
 
-def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+class LazyGroup(click.Group):
+    """Subcommands imported on first use (the eval stack pulls in sacrebleu, numpy, matplotlib)."""
 
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
 
-def friendly_errors(func: F) -> F:
-    """The CLI boundary: our errors become one line on stderr and exit 1; -v shows tracebacks."""
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        verbose = click.get_current_context().params.get("verbose", 0)
-        try:
-            return func(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except FusionOfNError as exc:
-            if verbose:
-                raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except Exception as exc:  # the one place besides the server that catches everything
-            if verbose:
-                raise
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run again with -v for the traceback)", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, _, attr = self.lazy[name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, name)
 
 
 def pipeline_options(func: F) -> F:
@@ -92,7 +77,11 @@ def settings_from(params: dict[str, Any], **overrides: Any) -> PipelineSettings:
     return PipelineSettings.of(**values)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    lazy={"sweep": "fusion_of_n.eval.sweep:command", "report": "fusion_of_n.eval.report:command"},
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="fusion-of-n")
 def main() -> None:
     """Fuse N LLM candidates into one better answer (Fusion-of-N), or select one (Best-of-N and baselines)."""
@@ -111,7 +100,7 @@ def main() -> None:
 @friendly_errors
 def run(prompt: str | None, as_json: bool, verbose: int, **params: Any) -> None:
     """Answer PROMPT (or stdin with '-' or no argument) by sampling N candidates and aggregating them."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     text = _read_prompt(prompt)
     settings = settings_from(params)
     result = asyncio.run(_run_once(settings, text))
@@ -187,7 +176,7 @@ def demo(verbose: int, **params: Any) -> None:
     """
     from .demo import demo_defaults, run_demo
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     env = environment()
     fusor, judge = demo_defaults(params.pop("fusor"), params.pop("judge"), env)
     settings = settings_from(params, fusor=fusor, judge=judge, max_tokens=params.get("max_tokens") or 256)
@@ -240,7 +229,7 @@ def generate(
     from .pipeline.generate import run_generate
     from .pipeline.progress import BatchProgress
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     if (input_path is None) == (dataset is None):
         raise click.UsageError("give INPUT or --dataset (one of them)")
     settings = settings_from(params)
@@ -280,7 +269,7 @@ def export(output: str, method: str, target: str, verbose: int) -> None:
     """Write chat-format SFT records (user prompt + assistant answer) from a generate OUTPUT."""
     from .pipeline.export import export_sft
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     summary = export_sft(output, method, target)
     click.echo(f"wrote {summary.written} records to {target}; skipped {summary.skipped}", err=True)
 
@@ -309,7 +298,7 @@ def serve(config_file: str | None, host: str, port: int, api_key_env: str | None
     from .server import create_app
     from .server.runner import serve_forever
 
-    _setup_logging(max(verbose, 1))
+    setup_logging(max(verbose, 1))
     env = environment()
     presets = load_presets(config_file) if config_file else {}
     given = {k: v for k, v in flags.items() if v not in (None, ())}
@@ -327,6 +316,16 @@ def serve(config_file: str | None, host: str, port: int, api_key_env: str | None
 
     asyncio.run(serve_forever(app, host, port, ready))
 
+
+main.add_command(
+    LazyGroup(
+        "eval",
+        help="Evaluate generate outputs: win-rates, translation metrics, accuracy, attribution.",
+        lazy={
+            name: f"fusion_of_n.eval.{name}:command" for name in ("winrate", "translation", "accuracy", "attribution")
+        },
+    )
+)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
