@@ -17,7 +17,6 @@ from .config import DEFAULT_MODEL, PipelineSettings, cache_dir, environment
 from .types import Result
 
 F = TypeVar("F", bound=Callable[..., Any])
-_setup_logging = setup_logging  # the eval modules' older name
 
 
 class LazyGroup(click.Group):

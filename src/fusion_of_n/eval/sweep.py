@@ -1,0 +1,461 @@
+"""N-sweep: quality and tokens as functions of the pool size k, from one stored pool per record.
+
+For each record of a generate file and each k, ``seeds`` subsets of k candidates are drawn
+(:func:`draw_subset`: seeded by the sweep seed, the record id and k, so runs are reproducible and a
+subset does not change when other ks or records are added). Candidates keep their pool indices. Each
+subset is re-aggregated by each method through :meth:`fusion_of_n.api.Pipeline.aggregate` and the
+answer is scored by a :data:`Metric` (accuracy against a gold field, or sentence chrF against
+references, 0-100).
+
+Cost: the subset's sampling tokens are estimated as its share of the record's stored sampling usage
+(``usage.sampling.total_tokens``, prompt tokens included), the share being the subset's part of the
+pool's completion tokens (k/N when any candidate lacks a count); the aggregation's own usage is added.
+
+Methods that call a model (``fusion``, ``bon``, ``usc``) are cached: one JSONL line per (record id,
+method, sorted subset indices, fusor/judge name, digest of the prompt and subset texts) in ``CACHE_FILE``
+under the cache folder, so re-running a sweep or adding a k makes no repeated call. Aggregators run with
+seed 0, so the key holds all that decides the fusor's prompt but the sampling ``max_tokens`` (fusion's
+default budget): start a new cache folder when that changes. Selection methods (vote, mbr, random, first) make no model
+calls and are recomputed. A failed aggregation (upstream error) is counted in ``n_failed`` of its point,
+never scored, never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..answers import extract_answer
+from ..api import Pipeline
+from ..cliutil import friendly_errors, setup_logging
+from ..config import PipelineSettings, environment
+from ..errors import BackendError, ConfigError
+from ..pipeline.records import read_records, run_file
+from ..pipeline.runner import repair_tail
+from ..sampling import Pool
+from ..types import Candidate, Params, Request, Usage
+from .accuracy import answers_match, field_value, normalize_gold
+from .attribution import write_result
+from .stats import mean_ci
+from .translation import read_references
+
+log = logging.getLogger(__name__)
+
+MODEL_METHODS = frozenset({"fusion", "bon", "usc"})
+CACHE_FILE = "sweep-cache.jsonl"
+Metric = Callable[[Mapping[str, Any], str], float | None]
+"""(record, answer text) -> quality, or None when the record cannot be scored (no gold/reference)."""
+
+
+def draw_subset(record_id: str, pool_size: int, k: int, seed: int) -> tuple[int, ...]:
+    """``k`` distinct pool positions out of ``pool_size``, sorted; reproducible from its arguments."""
+    if not 1 <= k <= pool_size:
+        raise ValueError(f"k={k} must be between 1 and the pool size {pool_size}")
+    return tuple(sorted(random.Random(f"{seed}:{record_id}:{k}").sample(range(pool_size), k)))
+
+
+def sampling_tokens(record: Mapping[str, Any], subset: Sequence[int]) -> float:
+    """The subset's estimated share of the record's stored sampling tokens (see the module docstring)."""
+    candidates = record["candidates"]
+    total = float(((record.get("usage") or {}).get("sampling") or {}).get("total_tokens") or 0)
+    counts = [c.get("completion_tokens") for c in candidates]
+    if all(isinstance(n, int) for n in counts) and sum(counts) > 0:
+        return total * float(sum(counts[i] for i in subset)) / float(sum(counts))
+    return total * len(subset) / len(candidates)
+
+
+def accuracy_metric(answers: str = "meta.answer") -> Metric:
+    """1.0 when the answer extracted from the text matches the gold at ``answers`` (the rules of
+    ``eval accuracy``: :func:`~fusion_of_n.eval.accuracy.answers_match`), else 0.0; None without gold."""
+
+    extract = functools.lru_cache(maxsize=1 << 16)(extract_answer)  # selections repeat the same texts
+
+    def score(record: Mapping[str, Any], text: str) -> float | None:
+        gold = normalize_gold(field_value(record, answers))
+        return None if gold is None else float(answers_match(extract(text), gold))
+
+    return score
+
+
+def chrf_metric(references: Mapping[str, Sequence[str]]) -> Metric:
+    """Sentence chrF (sacrebleu, 0-100) against the references of the record's id; None without one."""
+    from sacrebleu.metrics.chrf import CHRF
+
+    chrf = CHRF()
+
+    def score(record: Mapping[str, Any], text: str) -> float | None:
+        refs = references.get(str(record.get("id")))
+        return float(chrf.sentence_score(text, list(refs)).score) if refs else None
+
+    return score
+
+
+class SweepCache:
+    """Aggregations of model-calling methods, one JSON line each; ``folder=None`` keeps them in memory."""
+
+    def __init__(self, folder: str | Path | None) -> None:
+        self.path = Path(folder) / CACHE_FILE if folder is not None else None
+        self.entries: dict[str, dict[str, Any]] = {}
+        if self.path is not None and self.path.exists():
+            repair_tail(str(self.path))
+            for entry in read_records(str(self.path)):
+                self.entries[entry["key"]] = entry
+
+    @staticmethod
+    def key(record: Mapping[str, Any], method: str, subset: Sequence[int], by: str | None) -> str:
+        """(record id, method, sorted pool indices, fusor/judge name) plus a digest of the prompt and the
+        subset's texts, so two generate files that reuse an id never share an entry."""
+        chosen = sorted(subset)
+        content = [record.get("messages") or record.get("prompt"), record.get("system")]
+        content += [record["candidates"][i].get("text") for i in chosen]
+        digest = hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()[:16]
+        indices = [record["candidates"][i]["index"] for i in chosen]
+        return json.dumps([str(record["id"]), method, indices, by, digest], ensure_ascii=False)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        entry = {"key": key, **entry}
+        self.entries[key] = entry
+        if self.path is not None:
+            os.makedirs(self.path.parent, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def record_request(record: Mapping[str, Any], params: Params | None = None) -> Request:
+    """The Request a record's pool was sampled for: its messages (or prompt) and system prompt."""
+    messages = list(record.get("messages") or [{"role": "user", "content": record.get("prompt") or ""}])
+    system = record.get("system")
+    if system and not any(m.get("role") in ("system", "developer") for m in messages):
+        messages.insert(0, {"role": "system", "content": system})
+    return Request(tuple(messages), params or Params(), record.get("language"))
+
+
+def record_pool(record: Mapping[str, Any], subset: Sequence[int]) -> Pool:
+    """The candidates at the subset's positions, keeping their pool indices and hygiene flags."""
+    stored = [record["candidates"][i] for i in subset]
+    candidates = tuple(
+        Candidate(
+            text=c.get("text") or "",
+            model=str(c.get("model")),
+            finish_reason=c.get("finish_reason"),
+            index=int(c["index"]),
+            completion_tokens=c.get("completion_tokens"),
+            excluded=bool(c.get("excluded")),
+            flags=tuple(c.get("flags") or ()),
+        )
+        for c in stored
+    )
+    return Pool(candidates, Usage())
+
+
+@dataclass
+class SweepStats:
+    calls_made: int = 0
+    cache_hits: int = 0
+    done: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Job:
+    record: Mapping[str, Any]
+    method: str
+    subset: tuple[int, ...]
+    key: str
+
+
+async def _aggregate(pipeline: Pipeline, job: Job, params: Params | None) -> dict[str, Any]:
+    result = await pipeline.aggregate(
+        record_request(job.record, params), record_pool(job.record, job.subset), job.method
+    )
+    spent = Usage()
+    for stage, usage in result.usage.items():
+        if stage != "sampling":
+            spent = spent + usage
+    return {"text": result.text, "chosen": result.chosen, "flags": list(result.flags), "usage": spent.to_dict()}
+
+
+def _by(pipeline: Pipeline, method: str) -> str | None:
+    """The name of what makes ``method``'s model calls (part of the cache key)."""
+    if method == "bon":
+        return pipeline.scorer().name
+    return pipeline.fusor.name if method in MODEL_METHODS else None
+
+
+async def _run_jobs(
+    pipeline: Pipeline, jobs: Iterable[Job], cache: SweepCache, params: Params | None, concurrency: int
+) -> tuple[dict[str, dict[str, Any] | None], SweepStats]:
+    """Every job's outcome by key (None: it failed upstream), ``concurrency`` at a time."""
+    outcomes: dict[str, dict[str, Any] | None] = {}
+    stats = SweepStats()
+    queue = iter(jobs)
+
+    async def worker() -> None:
+        for job in queue:  # workers share one iterator: each job is taken once
+            stats.done += 1
+            if stats.done % 500 == 0:
+                log.info("sweep: %d aggregations done (%d calls made, %d from the cache)", stats.done,
+                         stats.calls_made, stats.cache_hits)  # fmt: skip
+            cached = job.method in MODEL_METHODS
+            hit = cache.get(job.key) if cached else None
+            if hit is not None:
+                stats.cache_hits += 1
+                outcomes[job.key] = hit
+                continue
+            try:
+                outcome = await _aggregate(pipeline, job, params)
+            except BackendError as exc:  # upstream trouble: count it; bugs and config errors propagate
+                log.warning("sweep: %s on %s failed: %s", job.method, job.record["id"], exc)
+                stats.failures.append(f"{job.record['id']} {job.method} {list(job.subset)}: {exc}")
+                outcomes[job.key] = None
+                continue
+            stats.calls_made += outcome["usage"]["calls"]
+            if cached:
+                cache.put(job.key, outcome)
+            outcomes[job.key] = outcome
+
+    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    return outcomes, stats
+
+
+def _mean(rows: Sequence[Mapping[str, Any]], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows) if rows else float("nan")
+
+
+def _cell(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean tokens of a set of (record, seed) rows, and how often each aggregation flag was raised
+    (e.g. ``all_unscored``: bon's judge rated none, the first candidate stood in)."""
+    flags = Counter(flag for row in rows for flag in row["flags"])
+    means = {key: _mean(rows, key) for key in ("tokens", "sampling_tokens", "aggregation_tokens")}
+    return {**means, "flags": dict(sorted(flags.items()))}
+
+
+def _summary(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, Any]:
+    """One (method, k): quality averaged over seeds per record, then mean and CI over records."""
+    per_record: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        per_record[row["id"]].append(row["quality"])
+    quality = mean_ci([sum(v) / len(v) for v in per_record.values()], seed=seed)
+    return {"quality": quality, **_cell(rows), "n_records": len(per_record)}
+
+
+Planned = tuple[str, int, int, Mapping[str, Any], tuple[int, ...], str]  # method, k, seed, record, subset, key
+
+
+def _plan(
+    pipeline: Pipeline, records: Sequence[Mapping[str, Any]], ks: Sequence[int], seeds: range, methods: Sequence[str]
+) -> tuple[dict[str, Job], list[Planned], dict[str, int]]:
+    """The distinct jobs (one per cache key) and every (method, k, seed, record) that needs one."""
+    by = {method: _by(pipeline, method) for method in methods}
+    jobs: dict[str, Job] = {}
+    plan: list[Planned] = []
+    skipped: dict[str, int] = defaultdict(int)
+    for record in records:
+        rid, size = str(record["id"]), len(record["candidates"])
+        for k in ks:
+            if k > size:
+                skipped[f"pool_smaller_than_k{k}"] += 1
+                continue
+            for s in seeds:
+                subset = draw_subset(rid, size, k, s)
+                for method in methods:
+                    if method in MODEL_METHODS:
+                        key = SweepCache.key(record, method, subset, by[method])
+                    else:  # recomputed every run: the key only merges repeats within this run
+                        key = json.dumps([rid, method, subset])
+                    jobs.setdefault(key, Job(record, method, subset, key))
+                    plan.append((method, k, s, record, subset, key))
+    return jobs, plan, skipped
+
+
+def _points(
+    plan: Sequence[Planned], outcomes: Mapping[str, dict[str, Any] | None], metric: Metric
+) -> dict[tuple[str, int, int], list[dict[str, Any]]]:
+    """Per (method, k, seed): one row per record with its quality and tokens (None: it failed)."""
+    cells: dict[tuple[str, int, int], list[dict[str, Any]]] = defaultdict(list)
+    for method, k, s, record, subset, key in plan:
+        outcome = outcomes[key]
+        if outcome is None:
+            cells[(method, k, s)].append({"id": record["id"], "failed": True})
+            continue
+        quality = metric(record, outcome["text"])
+        spent, own = sampling_tokens(record, subset), outcome["usage"]["total_tokens"]
+        row = {"id": record["id"], "quality": quality, "sampling_tokens": spent, "aggregation_tokens": own}
+        cells[(method, k, s)].append({**row, "tokens": spent + own, "failed": False, "flags": outcome["flags"]})
+    return cells
+
+
+async def run_sweep(
+    records: Iterable[Mapping[str, Any]],
+    pipeline: Pipeline,
+    metric: Metric,
+    *,
+    ks: Sequence[int],
+    seeds: int = 3,
+    methods: Sequence[str] = ("fusion", "bon", "vote", "mbr", "random", "first"),
+    cache: SweepCache | None = None,
+    seed: int = 0,
+    params: Params | None = None,
+    concurrency: int = 8,
+) -> dict[str, Any]:
+    """The ``"kind": "sweep"`` result: ``points`` per (method, k, seed) and a ``summary`` per (method, k)."""
+    usable: list[Mapping[str, Any]] = []
+    rejected: dict[str, int] = defaultdict(int)
+    for record in records:
+        if record.get("error") or not record.get("candidates"):
+            rejected["error_or_no_candidates"] += 1
+        elif metric(record, "") is None:
+            rejected["no_gold_or_reference"] += 1
+        else:
+            usable.append(record)
+    if not usable:
+        raise ConfigError(f"no record can be swept ({dict(rejected)}); check --answers / --references")
+    largest = max(len(r["candidates"]) for r in usable)
+    if bad := [k for k in ks if not 1 <= k <= largest]:
+        raise ConfigError(f"--k {bad[0]} is impossible: pools hold at most {largest} candidates; choose k <= {largest}")
+    for method in methods:
+        pipeline.aggregator(method)  # a bad method or a missing fusor/judge fails before any call
+    ks = sorted(set(ks))
+    seed_range = range(seed, seed + seeds)
+    jobs, plan, skipped = _plan(pipeline, usable, ks, seed_range, methods)
+    outcomes, stats = await _run_jobs(pipeline, jobs.values(), cache or SweepCache(None), params, concurrency)
+    cells = _points(plan, outcomes, metric)
+    points, summary = [], []
+    for method in methods:
+        for k in ks:
+            rows: list[dict[str, Any]] = []
+            for s in seed_range:
+                cell = [r for r in cells.get((method, k, s), []) if not r["failed"]]
+                failed = len(cells.get((method, k, s), [])) - len(cell)
+                rows += cell
+                point = {"method": method, "k": k, "seed": s, "quality": _mean(cell, "quality"), **_cell(cell)}
+                points.append({**point, "n_records": len(cell), "n_failed": failed})
+            n_failed = sum(p["n_failed"] for p in points[-seeds:])
+            summary.append({"method": method, "k": k, **_summary(rows, seed), "n_failed": n_failed})
+    return {
+        "kind": "sweep",
+        "ks": list(ks),
+        "seeds": seeds,
+        "seed": seed,
+        "methods": list(methods),
+        "n_records": len(usable),
+        "skipped": {**rejected, **skipped},
+        "calls": {"made": stats.calls_made, "cache_hits": stats.cache_hits, "failed": len(stats.failures)},
+        "failures": stats.failures[:20],
+        "points": points,
+        "summary": summary,
+    }
+
+
+def _manifest_params(output_file: str) -> Params | None:
+    """The sampling parameters generate recorded next to OUTPUT (fusion's budget depends on max_tokens)."""
+    try:
+        with open(run_file(output_file), encoding="utf-8") as handle:
+            params = json.load(handle).get("params") or {}
+    except (OSError, ValueError):
+        return None
+    stop = params.get("stop")
+    return Params(
+        params.get("temperature"),
+        params.get("top_p"),
+        params.get("max_tokens"),
+        params.get("seed"),
+        tuple(stop) if stop else None,
+    )
+
+
+def sweep_settings(methods: Sequence[str], fusor: Any = None, judge: Any = None) -> PipelineSettings:
+    """Settings for re-aggregation only: the fusor/judge (specs or Backend objects), no sampling.
+
+    Aggregators run with seed 0 (fusion's presentation order, random's pick) whatever the subset seed,
+    so a cached aggregation stays valid across sweeps."""
+    if {"fusion", "usc"} & set(methods) and fusor is None:
+        raise ConfigError("fusion and usc need a fusor: pass --fusor SPEC (e.g. openai:MODEL@URL)")
+    if "bon" in methods and judge is None and fusor is None:
+        raise ConfigError("bon needs a judge: pass --judge SPEC (or --fusor, which then judges)")
+    # Pipeline wants a model to sample from; the sweep never samples, and selection methods call nothing.
+    model = fusor if fusor is not None else judge if judge is not None else "fake:echo"
+    return PipelineSettings.of(models=(model,), fusor=fusor, judge=judge, seed=0)
+
+
+@click.command("sweep")
+@click.argument("output_file", metavar="OUTPUT", type=click.Path(exists=True, dir_okay=False))
+@click.option("--k", "ks", default="1,2,3,5,8", show_default=True, help="Subset sizes, comma-separated.")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1), help="Subsets drawn per k.")
+@click.option("--seed", default=0, show_default=True, help="First subset seed (also the bootstrap seed).")
+@click.option("--methods", default="fusion,bon,vote,mbr,random,first", show_default=True)
+@click.option("--fusor", default=None, help="Fusor SPEC for fusion/usc.")
+@click.option("--judge", default=None, help="Judge SPEC for bon (default: the fusor).")
+@click.option("--metric", type=click.Choice(["accuracy", "chrf"]), default="accuracy", show_default=True)
+@click.option("--answers", default="meta.answer", show_default=True, help="Gold answer field (accuracy).")
+@click.option("--references", default=None, type=click.Path(exists=True, dir_okay=False), help="REFS.jsonl (chrf).")
+@click.option("--cache", default=None, type=click.Path(file_okay=False), help="Folder of the call cache.")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1))
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Result JSON (default: stdout).")
+@click.option("-v", "--verbose", count=True, help="Show tracebacks.")
+@friendly_errors
+def command(output_file: str, ks: str, methods: str, metric: str, references: str | None, **options: Any) -> None:
+    """Quality and tokens against k: re-aggregate seeded k-subsets of each stored pool in OUTPUT.
+
+    Writes {"kind": "sweep", "points": [{method, k, seed, quality, tokens, n_records, ...}],
+    "summary": [{method, k, quality: {mean, ci, n}, tokens, ...}]}. Accuracy is 0-1, chrF 0-100;
+    tokens are per record (sampling share of the k candidates + the aggregation's own usage).
+    """
+    setup_logging(options["verbose"])
+    try:
+        sizes = tuple(int(k) for k in ks.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{ks!r} is not a comma-separated list of integers", param_hint="--k") from None
+    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+    if metric == "chrf":
+        if references is None:
+            raise click.UsageError("--metric chrf needs --references REFS.jsonl")
+        scorer = chrf_metric({rid: [ref.reference] for rid, ref in read_references(references).items()})
+    else:
+        scorer = accuracy_metric(options["answers"])
+    settings = sweep_settings(names, options["fusor"], options["judge"])
+    started = time.perf_counter()
+
+    async def main() -> dict[str, Any]:
+        async with Pipeline(settings, environment()) as pipeline:
+            return await run_sweep(
+                read_records(output_file),
+                pipeline,
+                scorer,
+                ks=sizes,
+                seeds=options["seeds"],
+                methods=names,
+                cache=SweepCache(options["cache"]),
+                seed=options["seed"],
+                params=_manifest_params(output_file),
+                concurrency=options["concurrency"],
+            )
+
+    result = asyncio.run(main())
+    described = {"metric": metric, "answers": options["answers"] if metric == "accuracy" else None}
+    result = {
+        "kind": "sweep",
+        "input": output_file,
+        **described,
+        "fusor": options["fusor"],
+        "judge": options["judge"],
+        **result,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_result(result, options["output"])
