@@ -1,0 +1,299 @@
+"""``fusion-of-n report RESULTS... -o DIR``: one HTML page and its Markdown twin, with PNG plots.
+
+RESULTS are generate outputs (JSONL records with ``candidates`` and ``results``: they give the cost
+table) and eval results (JSON objects with ``"kind"``: winrate, accuracy, translation, sweep,
+attribution), told apart by content. Every input is read and checked before anything is written; a
+section without an input is left out and one line says so.
+
+``DIR`` gets ``index.html`` (self-contained: inline CSS, ``<img>`` links to the PNGs next to it),
+``report.md``, the PNGs and :data:`MANIFEST`, the list of the files the report wrote. A later report
+into the same folder replaces or removes only the files on that list and refuses to overwrite any
+other file. The plots are drawn in a scratch folder first, so a failure leaves the folder as it was.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..cliutil import friendly_errors, setup_logging
+from ..errors import ConfigError
+from ..pipeline.records import read_records
+from .plots import method_colours
+from .report_pools import attribution_sections, cost_sections, sweep_sections
+from .report_sections import (
+    Context,
+    Image,
+    Item,
+    Section,
+    Table,
+    accuracy_sections,
+    translation_sections,
+    winrate_sections,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["KINDS", "MANIFEST", "Input", "build_report", "command", "load_input", "render_html", "render_markdown"]
+
+KINDS = ("winrate", "accuracy", "translation", "sweep", "attribution")
+"""The eval result kinds the report reads, in the order of their sections."""
+REQUIRED = {
+    "winrate": ("overall", "by_language"),
+    "accuracy": ("languages", "overall"),
+    "translation": ("languages", "overall"),
+    "sweep": ("points",),
+    "attribution": ("overall", "by_language"),
+}
+BUILDERS: dict[str, tuple[Callable[[Sequence[Item], Context], list[Section]], str]] = {
+    "winrate": (winrate_sections, "win rates"),
+    "accuracy": (accuracy_sections, "accuracy"),
+    "translation": (translation_sections, "translation metrics"),
+    "sweep": (sweep_sections, "quality against k and against tokens"),
+    "attribution": (attribution_sections, "attribution shares"),
+    "generate": (cost_sections, "cost per stage"),
+}
+MANIFEST = ".fusion-of-n-report.json"
+PAGES = ("index.html", "report.md")
+_WHAT = "a generate output (JSONL) or a result written by `fusion-of-n eval ... -o FILE` or `fusion-of-n sweep -o FILE`"
+
+
+@dataclass(frozen=True)
+class Input:
+    path: str
+    kind: str  # one of KINDS, or "generate"
+    data: Any  # the result object, or the list of a generate output's records
+
+    def describe(self) -> str:
+        """One line for the inputs table."""
+        data = self.data
+        if self.kind == "generate":
+            methods = ", ".join(dict.fromkeys(m for r in data for m in r.get("results") or {})) or "none"
+            return f"generate output: {len(data)} records, methods {methods}"
+        if self.kind == "winrate":
+            detail = f"judge {data.get('judge', '?')}, {(data.get('counts') or {}).get('pairs', '?')} pairs"
+        elif self.kind == "sweep":
+            ks, methods = (", ".join(map(str, data.get(key) or ["?"])) for key in ("ks", "methods"))
+            detail = f"metric {data.get('metric', '?')}, k = {ks}, methods {methods}"
+        elif self.kind == "attribution":
+            detail = f"method {data.get('method', '?')}, {data.get('n_records', '?')} answers"
+        else:
+            detail = "methods " + ", ".join(map(str, data.get("methods") or data["overall"]))
+        return f"{self.kind} result: {detail}"
+
+
+def load_input(path: str) -> Input:
+    """One RESULTS file, its kind told by its content; a ConfigError naming the file and the fix."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{path}: no such file; pass {_WHAT}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as UTF-8 text ({exc}); pass {_WHAT}") from exc
+    if not text.strip():
+        raise ConfigError(f"{path}: the file is empty; pass {_WHAT}")
+    try:
+        whole: Any = json.loads(text)
+    except ValueError:
+        whole = None  # JSONL, or not JSON at all
+        try:
+            json.loads(next((line for line in text.splitlines() if line.strip()), ""))
+        except ValueError:
+            raise ConfigError(f"{path}: not JSON; pass {_WHAT}") from None
+    if isinstance(whole, dict) and "kind" in whole:
+        kind = whole["kind"]
+        if kind not in KINDS:
+            known = ", ".join(KINDS)
+            raise ConfigError(
+                f"{path}: unknown result kind {kind!r}; the report reads generate outputs and {known} results"
+            )
+        absent = [key for key in REQUIRED[kind] if not isinstance(whole.get(key), dict | list)]
+        if absent:
+            again = "fusion-of-n sweep" if kind == "sweep" else f"fusion-of-n eval {kind}"
+            raise ConfigError(
+                f"{path}: a {kind} result without {absent[0]!r}; write it again with `{again} ... -o FILE`"
+            )
+        return Input(path, kind, whole)
+    records, generated = 0, []
+    for record in read_records(path):  # kept small: the report needs usage, errors and method names
+        records += 1
+        pooled = isinstance(record.get("candidates"), list) and isinstance(record.get("results"), dict)
+        if pooled or (record.get("error") and "id" in record):  # a finished row or a failed one
+            results = dict.fromkeys(record.get("results") or {})
+            generated.append({"usage": record.get("usage"), "error": record.get("error"), "results": results})
+    if generated and (len(generated) == records or any(r["results"] for r in generated)):
+        return Input(path, "generate", generated)  # (a run whose rows all failed still has a cost table)
+    if whole is not None or records:
+        raise ConfigError(f'{path}: JSON, but neither an eval result (no "kind") nor generate records; pass {_WHAT}')
+    raise ConfigError(f"{path}: not JSON; pass {_WHAT}")
+
+
+def _method_names(inputs: Sequence[Input]) -> list[str]:
+    """Every method name in the inputs, in order of appearance (it decides the spare colours)."""
+    names: list[str] = []
+    for item in inputs:
+        data = item.data
+        if item.kind == "generate":
+            names += [m for r in data for m in r.get("results") or {}]
+        elif item.kind == "winrate":
+            names.append(str((data.get("system") or {}).get("method") or Path(item.path).stem))
+        elif item.kind == "sweep":
+            names += [str(p["method"]) for p in data["points"]]
+        elif item.kind in ("accuracy", "translation"):
+            names += [str(m) for m in data.get("methods") or data["overall"]]
+    return names
+
+
+# -- rendering ----------------------------------------------------------------------------------------
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
+color:#1a202c;line-height:1.45}
+h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #e2e8f0;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
+th,td{border:1px solid #e2e8f0;padding:.25em .6em;text-align:right;white-space:nowrap}
+th{background:#f7fafc}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;height:auto;display:block;margin:.6em 0}
+.note{color:#4a5568}.wide{overflow-x:auto}
+"""
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _md_table(table: Table) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(table.header), line(["---"] * len(table.header)), *map(line, table.rows)])
+
+
+def render_html(inputs: Sequence[Input], sections: Sequence[Section], omitted: Sequence[str]) -> str:
+    parts = [
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="generator" content="fusion-of-n report"><title>Fusion-of-N report</title>',
+        f"<style>{CSS}</style></head><body>\n<h1>Fusion-of-N report</h1>",
+        "<h2>Inputs</h2>",
+        _html_table(Table(["file", "content"], [[i.path, i.describe()] for i in inputs])),
+        *(f'<p class="note">{html.escape(line)}</p>' for line in omitted),
+    ]
+    for section in sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        for block in section.blocks:
+            if isinstance(block, Table):
+                parts.append(_html_table(block))
+            elif isinstance(block, Image):
+                parts.append(f'<img src="{html.escape(block.file)}" alt="{html.escape(block.alt)}">')
+            else:
+                parts.append(f"<p>{html.escape(block)}</p>")
+    return "\n".join([*parts, "</body></html>\n"])
+
+
+def render_markdown(inputs: Sequence[Input], sections: Sequence[Section], omitted: Sequence[str]) -> str:
+    parts = [
+        "# Fusion-of-N report",
+        "## Inputs",
+        _md_table(Table(["file", "content"], [[i.path, i.describe()] for i in inputs])),
+    ]
+    parts += [f"_{line}_" for line in omitted]
+    for section in sections:
+        parts.append(f"## {section.title}")
+        for block in section.blocks:
+            if isinstance(block, Table):
+                parts.append(_md_table(block))
+            elif isinstance(block, Image):
+                parts.append(f"![{block.alt}]({block.file})")
+            else:
+                parts.append(block)
+    return "\n\n".join(parts) + "\n"
+
+
+# -- writing ------------------------------------------------------------------------------------------
+
+
+def _previous_files(folder: Path) -> set[str]:
+    try:
+        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {name for name in listed if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")}
+
+
+def build_report(paths: Sequence[str], output: str | Path) -> list[Path]:
+    """Read every RESULTS file, draw the plots and write the report into ``output`` (created when
+    absent); the paths of the files written, ``index.html`` first."""
+    if not paths:
+        raise ConfigError(f"no RESULTS given; pass {_WHAT}")
+    inputs = [load_input(str(p)) for p in paths]
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"-o {folder}: exists and is not a folder; pass a folder path")
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    colours = method_colours(_method_names(inputs))
+    scratch = Path(tempfile.mkdtemp(prefix=".report-", dir=folder))
+    try:
+        ctx = Context(scratch, colours)
+        sections: list[Section] = []
+        omitted = []
+        for kind, (build, what) in BUILDERS.items():
+            items = [Item(i.path, i.data) for i in inputs if i.kind == kind]
+            if items:
+                sections += build(items, ctx)
+            else:
+                omitted.append(f"No {kind} {'output' if kind == 'generate' else 'result'} given: {what} left out.")
+        (scratch / PAGES[0]).write_text(render_html(inputs, sections, omitted), encoding="utf-8")
+        (scratch / PAGES[1]).write_text(render_markdown(inputs, sections, omitted), encoding="utf-8")
+        ours, new = _previous_files(folder), [*PAGES, *ctx.files]
+        clash = [name for name in new if (folder / name).exists() and name not in ours]
+        if clash:
+            raise ConfigError(
+                f"-o {folder}: {clash[0]} is there and was not written by a report; choose another folder or move it"
+            )
+        for name in new:
+            (scratch / name).replace(folder / name)
+        for stale in ours - set(new):
+            (folder / stale).unlink(missing_ok=True)
+        (folder / MANIFEST).write_text(json.dumps({"files": new}, indent=1) + "\n", encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if created:
+            folder.rmdir()  # empty again: the failed report leaves nothing behind
+        raise
+    shutil.rmtree(scratch, ignore_errors=True)
+    log.info("report: %d sections, %d plots in %s", len(sections), len(ctx.files), folder)
+    return [folder / name for name in new]
+
+
+@click.command("report")
+@click.argument("results", nargs=-1, required=True, metavar="RESULTS...", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    default="report",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for index.html, report.md and the PNGs (created when absent).",
+)
+@click.option("-v", "--verbose", count=True, help="Show tracebacks.")
+@friendly_errors
+def command(results: tuple[str, ...], output: str, verbose: int) -> None:
+    """An HTML page and a Markdown report with plots from RESULTS: generate outputs (a cost table) and
+    eval results (winrate, accuracy, translation, sweep, attribution)."""
+    setup_logging(verbose)
+    written = build_report(results, output)
+    plots = sum(1 for p in written if p.suffix == ".png")
+    click.echo(f"wrote {written[0]} and {written[1].name} with {plots} plot(s)", err=True)
