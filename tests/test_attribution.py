@@ -14,7 +14,6 @@ from fusion_of_n.eval.attribution import (
     attribution_report,
     command,
     tokenize,
-    write_result,
 )
 
 A = "The train covers sixty kilometres during the first hour of its journey"
@@ -170,9 +169,3 @@ def test_attribution_command_names_the_fix_when_no_record_has_the_method(tmp_pat
     outcome = CliRunner().invoke(command, [str(generated), "--method", "usc"])
     assert outcome.exit_code == 1
     assert "has a 'usc' result; pass --method" in outcome.output
-
-
-def test_results_are_strict_json_with_null_for_means_over_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "r.json"
-    write_result({"kind": "x", "mean": float("nan"), "ci": [float("nan"), 0.5]}, str(path))
-    assert json.loads(path.read_text(encoding="utf-8")) == {"kind": "x", "mean": None, "ci": [None, 0.5]}

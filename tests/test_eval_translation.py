@@ -17,12 +17,12 @@ from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.chrf import CHRF
 
 from fusion_of_n.errors import ConfigError, MissingDependency
+from fusion_of_n.eval.comet import load_comet
 from fusion_of_n.eval.translation import (
     Reference,
     bleu_tokenizer,
     command,
     evaluate_translation,
-    load_comet,
     read_references,
 )
 

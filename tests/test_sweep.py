@@ -10,15 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from fusion_of_n import ConfigError, Pipeline, PipelineSettings
+from fusion_of_n.eval.subsets import CACHE_FILE, SweepCache, sampling_tokens
 from fusion_of_n.eval.sweep import (
-    CACHE_FILE,
-    SweepCache,
     accuracy_metric,
     chrf_metric,
     command,
     draw_subset,
     run_sweep,
-    sampling_tokens,
     sweep_settings,
 )
 from fusion_of_n.pipeline.records import InputRow, read_records

@@ -37,8 +37,8 @@ from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
 from ..language import detect_language, language_code
 from ..pipeline.records import read_records
+from .io import prompt_text, write_result
 from .stats import mean_ci
-from .translation import prompt_text, write_result
 
 __all__ = [
     "answer_language",
@@ -244,4 +244,4 @@ def command(records_path: str, field: str, seed: int, resamples: int, result_pat
     baselines) and whether each method answers in the prompt's language."""
     setup_logging(verbose)
     result = evaluate_accuracy(read_records(records_path), field, seed=seed, resamples=resamples)
-    write_result({**result, "output": records_path}, result_path)
+    write_result({**result, "output": records_path}, result_path, announce=True)

@@ -25,9 +25,7 @@ when every candidate was excluded, as the pipeline then shows them all).
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import re
 import time
 from collections import defaultdict
@@ -42,6 +40,7 @@ from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
 from ..language import detect_language, language_code
 from ..pipeline.records import read_records
+from .io import write_result
 from .stats import mean_ci
 
 log = logging.getLogger(__name__)
@@ -223,27 +222,6 @@ def attribution_report(
         "by_language": {lang: summarize(group, seed=seed) for lang, group in sorted(languages.items())},
         "records": rows,
     }
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN (a mean over nothing) becomes null: strict JSON has no NaN."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def write_result(result: Mapping[str, Any], output: str | None) -> None:
-    """One eval result as UTF-8 JSON (indent 1) to ``output``, or to stdout when it is None."""
-    text = json.dumps(_json_safe(result), ensure_ascii=False, indent=1, allow_nan=False)
-    if output is None:
-        click.echo(text)
-        return
-    with open(output, "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
 
 
 @click.command("attribution")

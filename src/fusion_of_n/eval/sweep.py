@@ -7,33 +7,29 @@ subset is re-aggregated by each method through :meth:`fusion_of_n.api.Pipeline.a
 answer is scored by a :data:`Metric` (accuracy against a gold field, or sentence chrF against
 references, 0-100).
 
-Cost: the subset's sampling tokens are estimated as its share of the record's stored sampling usage
-(``usage.sampling.total_tokens``, prompt tokens included), the share being the subset's part of the
-pool's completion tokens (k/N when any candidate lacks a count); the aggregation's own usage is added.
+Cost: the subset's share of the record's stored sampling tokens
+(:func:`~fusion_of_n.eval.subsets.sampling_tokens`) plus the aggregation's own usage.
 
 Methods that call a model (``fusion``, ``bon``, ``usc``) are cached: one JSONL line per (record id,
-method, sorted subset indices, fusor/judge name, digest of the prompt and subset texts) in ``CACHE_FILE``
-under the cache folder, so re-running a sweep or adding a k makes no repeated call. Aggregators run with
-seed 0, so the key holds all that decides the fusor's prompt but the sampling ``max_tokens`` (fusion's
-default budget): start a new cache folder when that changes. Selection methods (vote, mbr, random, first) make no model
-calls and are recomputed. A failed aggregation (upstream error) is counted in ``n_failed`` of its point,
-never scored, never cached.
+method, sorted subset indices, fusor/judge name, digest of the prompt and subset texts) in
+:data:`~fusion_of_n.eval.subsets.CACHE_FILE` under the cache folder, so re-running a sweep or adding a k
+makes no repeated call. Aggregators run with seed 0, so the key holds all that decides the fusor's
+prompt but the sampling ``max_tokens`` (fusion's default budget): start a new cache folder when that
+changes. Selection methods (vote, mbr, random, first) make no model calls and are recomputed. A failed
+aggregation (upstream error) is counted in ``n_failed`` of its point, never scored, never cached.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import json
 import logging
-import os
 import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import click
@@ -44,18 +40,16 @@ from ..cliutil import friendly_errors, setup_logging
 from ..config import PipelineSettings, environment
 from ..errors import BackendError, ConfigError
 from ..pipeline.records import read_records, run_file
-from ..pipeline.runner import repair_tail
-from ..sampling import Pool
-from ..types import Candidate, Params, Request, Usage
+from ..types import Params, Usage
 from .accuracy import answers_match, field_value, normalize_gold
-from .attribution import write_result
+from .io import write_result
 from .stats import mean_ci
+from .subsets import SweepCache, record_pool, record_request, sampling_tokens
 from .translation import read_references
 
 log = logging.getLogger(__name__)
 
 MODEL_METHODS = frozenset({"fusion", "bon", "usc"})
-CACHE_FILE = "sweep-cache.jsonl"
 Metric = Callable[[Mapping[str, Any], str], float | None]
 """(record, answer text) -> quality, or None when the record cannot be scored (no gold/reference)."""
 
@@ -65,16 +59,6 @@ def draw_subset(record_id: str, pool_size: int, k: int, seed: int) -> tuple[int,
     if not 1 <= k <= pool_size:
         raise ValueError(f"k={k} must be between 1 and the pool size {pool_size}")
     return tuple(sorted(random.Random(f"{seed}:{record_id}:{k}").sample(range(pool_size), k)))
-
-
-def sampling_tokens(record: Mapping[str, Any], subset: Sequence[int]) -> float:
-    """The subset's estimated share of the record's stored sampling tokens (see the module docstring)."""
-    candidates = record["candidates"]
-    total = float(((record.get("usage") or {}).get("sampling") or {}).get("total_tokens") or 0)
-    counts = [c.get("completion_tokens") for c in candidates]
-    if all(isinstance(n, int) for n in counts) and sum(counts) > 0:
-        return total * float(sum(counts[i] for i in subset)) / float(sum(counts))
-    return total * len(subset) / len(candidates)
 
 
 def accuracy_metric(answers: str = "meta.answer") -> Metric:
@@ -101,67 +85,6 @@ def chrf_metric(references: Mapping[str, Sequence[str]]) -> Metric:
         return float(chrf.sentence_score(text, list(refs)).score) if refs else None
 
     return score
-
-
-class SweepCache:
-    """Aggregations of model-calling methods, one JSON line each; ``folder=None`` keeps them in memory."""
-
-    def __init__(self, folder: str | Path | None) -> None:
-        self.path = Path(folder) / CACHE_FILE if folder is not None else None
-        self.entries: dict[str, dict[str, Any]] = {}
-        if self.path is not None and self.path.exists():
-            repair_tail(str(self.path))
-            for entry in read_records(str(self.path)):
-                self.entries[entry["key"]] = entry
-
-    @staticmethod
-    def key(record: Mapping[str, Any], method: str, subset: Sequence[int], by: str | None) -> str:
-        """(record id, method, sorted pool indices, fusor/judge name) plus a digest of the prompt and the
-        subset's texts, so two generate files that reuse an id never share an entry."""
-        chosen = sorted(subset)
-        content = [record.get("messages") or record.get("prompt"), record.get("system")]
-        content += [record["candidates"][i].get("text") for i in chosen]
-        digest = hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()[:16]
-        indices = [record["candidates"][i]["index"] for i in chosen]
-        return json.dumps([str(record["id"]), method, indices, by, digest], ensure_ascii=False)
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.entries.get(key)
-
-    def put(self, key: str, entry: dict[str, Any]) -> None:
-        entry = {"key": key, **entry}
-        self.entries[key] = entry
-        if self.path is not None:
-            os.makedirs(self.path.parent, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-
-
-def record_request(record: Mapping[str, Any], params: Params | None = None) -> Request:
-    """The Request a record's pool was sampled for: its messages (or prompt) and system prompt."""
-    messages = list(record.get("messages") or [{"role": "user", "content": record.get("prompt") or ""}])
-    system = record.get("system")
-    if system and not any(m.get("role") in ("system", "developer") for m in messages):
-        messages.insert(0, {"role": "system", "content": system})
-    return Request(tuple(messages), params or Params(), record.get("language"))
-
-
-def record_pool(record: Mapping[str, Any], subset: Sequence[int]) -> Pool:
-    """The candidates at the subset's positions, keeping their pool indices and hygiene flags."""
-    stored = [record["candidates"][i] for i in subset]
-    candidates = tuple(
-        Candidate(
-            text=c.get("text") or "",
-            model=str(c.get("model")),
-            finish_reason=c.get("finish_reason"),
-            index=int(c["index"]),
-            completion_tokens=c.get("completion_tokens"),
-            excluded=bool(c.get("excluded")),
-            flags=tuple(c.get("flags") or ()),
-        )
-        for c in stored
-    )
-    return Pool(candidates, Usage())
 
 
 @dataclass

@@ -33,7 +33,7 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +45,11 @@ from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.chrf import CHRF
 
 from ..cliutil import friendly_errors, setup_logging
-from ..errors import ConfigError, MissingDependency
+from ..errors import ConfigError
 from ..language import detect_language, language_code
 from ..pipeline.records import read_records
+from .comet import CometScorer, load_comet
+from .io import prompt_text, write_result
 from .stats import bootstrap_ci
 
 __all__ = [
@@ -57,17 +59,13 @@ __all__ = [
     "command",
     "corpus_metric",
     "evaluate_translation",
-    "load_comet",
-    "prompt_text",
     "read_references",
-    "write_result",
 ]
 
 log = logging.getLogger(__name__)
 
 METRICS = ("chrf", "chrf++", "bleu")
 BASELINES = ("oracle", "random_pick")
-CometScorer = Callable[[list[dict[str, str]]], list[float]]
 
 
 @dataclass(frozen=True)
@@ -147,14 +145,6 @@ def read_references(path: str) -> dict[str, Reference]:
         source = row.get("source")
         found[key] = Reference(row["reference"], source if isinstance(source, str) else None)
     return found
-
-
-def prompt_text(record: Mapping[str, Any]) -> str:
-    """A record's prompt: its ``prompt``, else the last user message."""
-    if record.get("prompt"):
-        return str(record["prompt"])
-    users = [m.get("content", "") for m in record.get("messages") or [] if m.get("role") == "user"]
-    return str(users[-1]) if users else ""
 
 
 def _best_candidate(candidates: Sequence[Mapping[str, Any]], reference: str, metric: Metric) -> int:
@@ -331,40 +321,6 @@ def evaluate_translation(
     return result
 
 
-def load_comet(path: str, *, batch_size: int = 8) -> CometScorer:
-    """A scorer backed by the ``unbabel-comet`` checkpoint at ``path`` (a model folder or its .ckpt), on CPU."""
-    try:
-        import comet
-    except ImportError as exc:
-        raise MissingDependency("COMET scoring needs the unbabel-comet package: pip install unbabel-comet") from exc
-    checkpoint = Path(path)
-    if checkpoint.is_dir():
-        checkpoint = checkpoint / "checkpoints" / "model.ckpt"
-    if not checkpoint.is_file():
-        raise ConfigError(
-            f"--comet-model {path}: no checkpoint at {checkpoint}; pass a COMET model folder (holding "
-            "checkpoints/model.ckpt, as comet.download_model leaves it) or the .ckpt file itself"
-        )
-    model = comet.load_from_checkpoint(str(checkpoint))
-
-    def score(samples: list[dict[str, str]]) -> list[float]:
-        output = model.predict(samples, batch_size=batch_size, gpus=0, progress_bar=False)
-        values = output.scores if hasattr(output, "scores") else output[0]
-        return [float(v) for v in values]
-
-    return score
-
-
-def write_result(result: Mapping[str, Any], path: str | None) -> None:
-    """One JSON result object (UTF-8, indent 1) to ``path``, or to stdout when ``path`` is None."""
-    text = json.dumps(result, ensure_ascii=False, indent=1, allow_nan=False)
-    if path is None:
-        click.echo(text)
-    else:
-        Path(path).write_text(text + "\n", encoding="utf-8")
-        click.echo(f"wrote {path}", err=True)
-
-
 @click.command("translation")
 @click.argument("records_path", metavar="OUTPUT", type=click.Path(exists=True, dir_okay=False))
 @click.option(
@@ -407,4 +363,4 @@ def command(
         resamples=resamples,
         segments=segments,
     )
-    write_result({**result, "output": records_path, "references": references_path}, result_path)
+    write_result({**result, "output": records_path, "references": references_path}, result_path, announce=True)

@@ -29,7 +29,6 @@ record ``language`` ("unknown" when the record has none).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -45,6 +44,7 @@ from ..errors import ConfigError
 from ..pipeline.records import read_records
 from ..scorers.judge import render_instruction
 from ..types import Usage
+from .io import write_result
 from .pairwise import (
     RULE,
     SCORES,
@@ -332,10 +332,5 @@ def command(system: str, judge_spec: str, output: str | None, verbose: int, **op
         result = winrate(
             system, reference_path, judge_spec, method, environment(), reference_method=reference_method, **opts
         )
-    text = json.dumps(result, ensure_ascii=False, indent=1, allow_nan=False)
-    if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-    else:
-        click.echo(text)
+    write_result(result, output or None)
     click.echo(format_table(result), err=True)

@@ -1,0 +1,60 @@
+"""The JSON result writer and prompt reader every eval command shares."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fusion_of_n.eval.io import prompt_text, write_result
+
+
+def test_results_are_strict_json_with_null_for_means_over_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    write_result({"kind": "x", "mean": float("nan"), "ci": [float("nan"), 0.5]}, str(path))
+    assert json.loads(path.read_text(encoding="utf-8")) == {"kind": "x", "mean": None, "ci": [None, 0.5]}
+
+
+def test_a_result_file_is_utf8_json_with_indent_one_and_a_final_newline(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    write_result({"language": "日本語", "scores": [1]}, str(path))
+    assert path.read_text(encoding="utf-8") == '{\n "language": "日本語",\n "scores": [\n  1\n ]\n}\n'
+
+
+def test_without_a_path_the_result_goes_to_stdout_and_nothing_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    write_result({"kind": "x", "nested": {"mean": float("nan")}}, None, announce=True)
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"kind": "x", "nested": {"mean": None}}
+    assert err == ""
+
+
+def test_announce_names_the_written_file_on_stderr_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quiet, loud = tmp_path / "quiet.json", tmp_path / "loud.json"
+    write_result({"kind": "x"}, str(quiet))
+    assert capsys.readouterr() == ("", "")
+    write_result({"kind": "x"}, str(loud), announce=True)
+    assert capsys.readouterr() == ("", f"wrote {loud}\n")
+    assert json.loads(loud.read_text(encoding="utf-8")) == {"kind": "x"}
+
+
+def test_prompt_text_prefers_the_prompt_field() -> None:
+    record = {"prompt": "Translate this.", "messages": [{"role": "user", "content": "other"}]}
+    assert prompt_text(record) == "Translate this."
+
+
+def test_prompt_text_falls_back_to_the_last_user_message() -> None:
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "second"},
+    ]
+    assert prompt_text({"messages": messages}) == "second"
+
+
+def test_prompt_text_of_a_record_without_a_user_turn_is_empty() -> None:
+    assert prompt_text({"messages": [{"role": "system", "content": "Be brief."}]}) == ""
+    assert prompt_text({}) == ""
