@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test install install-dev lint bench clean
+.PHONY: demo test install install-dev lint bench clean paper-mini
 
 $(VENV)/.created:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fusion-of-n needs Python 3.11+ (set PYTHON=...)"'
@@ -42,6 +42,33 @@ lint: install-dev
 
 bench: install-dev
 	$(PY) benchmarks/sampling.py
+
+# A local mini-reproduction of the paper on the embedded models (see README). Sizes are variables:
+# make paper-mini PAPER_ROWS=12 PAPER_MT=4
+PAPER_ROWS ?= 10
+PAPER_MT   ?= 4
+PAPER_DIR  ?= out/paper-mini
+FON        := $(VENV)/bin/fusion-of-n
+PAPER_GEN  := --model local:qwen2.5-coder-0.5b -n 5 --max-tokens 384 --temperature 0.7 --seed 1 \
+              --fusor local:qwen2.5-coder-1.5b --judge local:qwen2.5-coder-1.5b --concurrency 1 \
+              --method fusion --method bon --method vote --method mbr --method random --method first
+
+paper-mini: install
+	$(PIP) install -q -e '.[eval]'
+	$(PIP) install -q --no-deps --ignore-requires-python -r requirements-data.txt
+	mkdir -p $(PAPER_DIR)
+	$(FON) generate --dataset mgsm-symbolic:eng --limit $(PAPER_ROWS) -o $(PAPER_DIR)/math-eng.jsonl $(PAPER_GEN)
+	$(FON) generate --dataset mgsm-symbolic:deu --limit $(PAPER_ROWS) -o $(PAPER_DIR)/math-deu.jsonl $(PAPER_GEN)
+	$(FON) generate --dataset mt-bench --limit $(PAPER_MT) -o $(PAPER_DIR)/mtbench.jsonl $(PAPER_GEN)
+	cat $(PAPER_DIR)/math-eng.jsonl $(PAPER_DIR)/math-deu.jsonl > $(PAPER_DIR)/math.jsonl
+	$(FON) eval accuracy $(PAPER_DIR)/math.jsonl --answers meta.answer -o $(PAPER_DIR)/accuracy.json
+	$(FON) eval winrate $(PAPER_DIR)/mtbench.jsonl --head-to-head fusion,first \
+	    --judge local:qwen2.5-coder-1.5b -o $(PAPER_DIR)/winrate-mtbench.json
+	$(FON) eval attribution $(PAPER_DIR)/math.jsonl -o $(PAPER_DIR)/attribution.json
+	$(FON) sweep $(PAPER_DIR)/math.jsonl --k 1,2,3,5 --seeds 3 --methods vote,mbr,random,first \
+	    --metric accuracy --answers meta.answer -o $(PAPER_DIR)/sweep.json
+	$(FON) report $(PAPER_DIR)/math.jsonl $(PAPER_DIR)/mtbench.jsonl $(PAPER_DIR)/accuracy.json \
+	    $(PAPER_DIR)/winrate-mtbench.json $(PAPER_DIR)/attribution.json $(PAPER_DIR)/sweep.json -o $(PAPER_DIR)/report
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
