@@ -45,8 +45,8 @@ bench: install-dev
 
 # A local mini-reproduction of the paper on the embedded models (see README). Sizes are variables:
 # make paper-mini PAPER_ROWS=12 PAPER_MT=4
-PAPER_ROWS ?= 10
-PAPER_MT   ?= 4
+PAPER_ROWS ?= 6
+PAPER_MT   ?= 2
 PAPER_DIR  ?= out/paper-mini
 FON        := $(VENV)/bin/fusion-of-n
 PAPER_GEN  := --model local:qwen2.5-coder-0.5b -n 5 --max-tokens 384 --temperature 0.7 --seed 1 \
