@@ -145,3 +145,11 @@ async def test_rate_limits_wrap_every_backend_once_and_keep_callers_backends_ope
         result = await pipeline.run("hello")
     assert result.text == "a"
     assert not mine.closed
+
+
+def test_the_settings_system_prompt_is_added_only_when_the_chat_has_none() -> None:
+    pipeline = Pipeline(PipelineSettings.of(models=["fake:echo"], system="Be brief."), env={})
+    assert pipeline.request("hi").messages[0] == {"role": "system", "content": "Be brief."}
+    developer = [{"role": "developer", "content": "Answer in French."}, {"role": "user", "content": "hi"}]
+    assert list(pipeline.request(developer).messages) == developer
+    assert pipeline.request("hi", language="de").language == "de"

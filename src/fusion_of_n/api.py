@@ -20,7 +20,7 @@ from .backends.ratelimit import wrap
 from .config import PipelineSettings, environment
 from .sampling import Pool, sample
 from .scorers.base import Scorer
-from .types import Aggregation, Candidate, Message, Params, Request, Result, Usage
+from .types import Aggregation, Candidate, Message, Params, Request, Result, Usage, with_system
 
 _PIECES = re.compile(r"\s*\S+\s*|\s+")  # words with their white space: they concatenate to the text
 
@@ -80,18 +80,25 @@ class Pipeline:
             self._aggregators[key] = build_aggregator(method, options)
         return self._aggregators[key]
 
-    def request(self, prompt: str | Sequence[Message] | Request) -> Request:
-        """A Request from a prompt or a chat, with this pipeline's sampling parameters."""
+    def params(self) -> Params:
+        """The settings' sampling parameters."""
+        s = self.settings
+        return Params(s.temperature, s.top_p, s.max_tokens, s.seed, s.stop)
+
+    def request(
+        self,
+        prompt: str | Sequence[Message] | Request,
+        *,
+        params: Params | None = None,
+        language: str | None = None,
+    ) -> Request:
+        """A Request from a prompt or a chat: the settings' system prompt (unless the chat has one),
+        ``params`` or the settings' sampling parameters, ``language`` or the settings' language."""
         if isinstance(prompt, Request):
             return prompt
-        s = self.settings
-        params = Params(s.temperature, s.top_p, s.max_tokens, s.seed, s.stop)
-        if isinstance(prompt, str):
-            return Request.from_prompt(prompt, system=s.system, params=params, language=s.language)
-        messages = tuple(prompt)
-        if s.system and not any(m.get("role") == "system" for m in messages):
-            messages = ({"role": "system", "content": s.system}, *messages)
-        return Request(messages, params, s.language)
+        chat = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        messages = with_system(chat, self.settings.system)
+        return Request(messages, params or self.params(), language or self.settings.language)
 
     async def sample(self, request: Request, n: int | None = None) -> Pool:
         """The candidate pool: ``n`` (default: the settings' n) samples from every model."""

@@ -68,6 +68,16 @@ class Request:
         return ""
 
 
+SYSTEM_ROLES = ("system", "developer")
+
+
+def with_system(messages: Sequence[Message], system: str | None) -> tuple[Message, ...]:
+    """``messages`` with ``system`` prepended, unless there is none or the chat already has one."""
+    if system and not any(m.get("role") in SYSTEM_ROLES for m in messages):
+        return ({"role": "system", "content": system}, *messages)
+    return tuple(messages)
+
+
 def message_text(message: Message) -> str:
     content = message.get("content")
     if isinstance(content, str):

@@ -21,7 +21,7 @@ from typing import Any
 from ..pipeline.records import read_records
 from ..pipeline.runner import repair_tail
 from ..sampling import Pool
-from ..types import Candidate, Params, Request, Usage
+from ..types import Candidate, Params, Request, Usage, with_system
 
 __all__ = ["CACHE_FILE", "SweepCache", "record_pool", "record_request", "sampling_tokens"]
 
@@ -74,11 +74,8 @@ class SweepCache:
 
 def record_request(record: Mapping[str, Any], params: Params | None = None) -> Request:
     """The Request a record's pool was sampled for: its messages (or prompt) and system prompt."""
-    messages = list(record.get("messages") or [{"role": "user", "content": record.get("prompt") or ""}])
-    system = record.get("system")
-    if system and not any(m.get("role") in ("system", "developer") for m in messages):
-        messages.insert(0, {"role": "system", "content": system})
-    return Request(tuple(messages), params or Params(), record.get("language"))
+    messages = record.get("messages") or [{"role": "user", "content": record.get("prompt") or ""}]
+    return Request(with_system(messages, record.get("system")), params or Params(), record.get("language"))
 
 
 def record_pool(record: Mapping[str, Any], subset: Sequence[int]) -> Pool:

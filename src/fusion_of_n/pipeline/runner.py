@@ -26,7 +26,7 @@ from typing import IO, Any
 from ..api import Pipeline
 from ..errors import ConfigError, FusionOfNError
 from ..sampling import Pool
-from ..types import Params, Request, Result, Usage
+from ..types import Result, Usage
 from .records import InputRow, RowError, read_records, run_file
 
 log = logging.getLogger(__name__)
@@ -158,14 +158,6 @@ def completed_ids(output: str) -> set[str]:
     return {str(r["id"]) for r in read_records(output) if r.get("error") is None and "id" in r}
 
 
-def _request(row: InputRow, pipeline: Pipeline) -> Request:
-    s = pipeline.settings
-    messages = row.chat
-    if s.system and not any(m.get("role") in ("system", "developer") for m in messages):
-        messages = ({"role": "system", "content": s.system}, *messages)
-    return Request(messages, Params(s.temperature, s.top_p, s.max_tokens, s.seed, s.stop), row.language or s.language)
-
-
 def _result_entry(result: Result) -> dict[str, Any]:
     chosen_score = result.candidates[result.chosen].score if result.chosen is not None else None
     return {
@@ -230,7 +222,7 @@ async def process_row(pipeline: Pipeline, row: InputRow, methods: Sequence[str])
     """One row through the data path: one pool, every method on it. Upstream failures become an error
     record naming the stage; they are never written as answers."""
     started = time.perf_counter()
-    request = _request(row, pipeline)
+    request = pipeline.request(row.chat, language=row.language)
     try:
         pool = await pipeline.sample(request)
     except FusionOfNError as exc:

@@ -172,10 +172,7 @@ def _request(raw: dict[str, Any], body: ChatBody, pipeline: Pipeline) -> Request
         seed=body.seed if body.seed is not None else s.seed,
         stop=body.stop_list if body.stop is not None else s.stop,
     )
-    messages = tuple(raw["messages"])
-    if s.system and not any(m.get("role") in ("system", "developer") for m in messages):
-        messages = ({"role": "system", "content": s.system}, *messages)
-    return Request(messages, params, s.language)
+    return pipeline.request(raw["messages"], params=params)
 
 
 async def chatcompletions(request: web.Request) -> web.StreamResponse:
