@@ -23,11 +23,9 @@ def count_rows(path: str | None, limit: int | None) -> int | None:
     total: int | None = None
     if path and os.path.isfile(path):
         if path.endswith((".jsonl", ".json")):
-            with open(path, "rb") as handle:
-                total = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+            total = _lines(path)
         elif path.endswith(".csv"):
-            with open(path, "rb") as handle:
-                total = max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) - 1)
+            total = max(0, _lines(path) - 1)  # the header
         elif path.endswith(".parquet"):
             try:
                 import pyarrow.parquet as pq
@@ -38,6 +36,11 @@ def count_rows(path: str | None, limit: int | None) -> int | None:
     if total is not None and limit is not None:
         total = min(total, limit)
     return total if total is not None else limit
+
+
+def _lines(path: str) -> int:
+    with open(path, "rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
 def run_generate(
