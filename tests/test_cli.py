@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import pytest
+from upstream_calls import is_fusor
 
 from fusion_of_n.testing import FakeOpenAIServer, HTTPFault, Reply
 
@@ -28,10 +29,6 @@ def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None)
         input=stdin,
         timeout=120,
     )
-
-
-def is_fusor(body: Any) -> bool:
-    return "candidate responses" in str(body["messages"][-1]["content"])
 
 
 def candidate_or_fusion(fused: Reply, candidates: list[str]):
