@@ -48,9 +48,12 @@ bench: install-dev
 PAPER_ROWS ?= 6
 PAPER_MT   ?= 2
 PAPER_DIR  ?= out/paper-mini
+PAPER_MODEL ?= local:qwen2.5-coder-0.5b
+PAPER_FUSOR ?= local:qwen2.5-coder-1.5b
+PAPER_JUDGE ?= local:qwen2.5-coder-1.5b
 FON        := $(VENV)/bin/fusion-of-n
-PAPER_GEN  := --model local:qwen2.5-coder-0.5b -n 5 --max-tokens 384 --temperature 0.7 --seed 1 \
-              --fusor local:qwen2.5-coder-1.5b --judge local:qwen2.5-coder-1.5b --concurrency 1 \
+PAPER_GEN  := --model $(PAPER_MODEL) -n 5 --max-tokens 384 --temperature 0.7 --seed 1 \
+              --fusor $(PAPER_FUSOR) --judge $(PAPER_JUDGE) --concurrency 1 \
               --method fusion --method bon --method vote --method mbr --method random --method first
 
 paper-mini: install
@@ -63,7 +66,7 @@ paper-mini: install
 	cat $(PAPER_DIR)/math-eng.jsonl $(PAPER_DIR)/math-deu.jsonl > $(PAPER_DIR)/math.jsonl
 	$(FON) eval accuracy $(PAPER_DIR)/math.jsonl --answers meta.answer -o $(PAPER_DIR)/accuracy.json
 	$(FON) eval winrate $(PAPER_DIR)/mtbench.jsonl --head-to-head fusion,first \
-	    --judge local:qwen2.5-coder-1.5b -o $(PAPER_DIR)/winrate-mtbench.json
+	    --judge $(PAPER_JUDGE) -o $(PAPER_DIR)/winrate-mtbench.json
 	$(FON) eval attribution $(PAPER_DIR)/math.jsonl -o $(PAPER_DIR)/attribution.json
 	$(FON) sweep $(PAPER_DIR)/math.jsonl --k 1,2,3,5 --seeds 3 --methods vote,mbr,random,first \
 	    --metric accuracy --answers meta.answer -o $(PAPER_DIR)/sweep.json
