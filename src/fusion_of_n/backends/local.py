@@ -8,12 +8,17 @@ to a ``.gguf`` file. Options:
 ``n_batch``       prompt-processing batch size (default 512)
 ``n_gpu_layers``  layers offloaded to a GPU build of llama.cpp (default 0)
 ``chat_format``   a llama-cpp-python chat format name, for GGUFs without a chat template
+``parallel``      samples of one request decoded together as parallel sequences (default 8; 1 = one by one)
 
-Each sample is one ``create_chat_completion`` call with the model's own chat template; ``None`` params
-keep llama-cpp-python's defaults (temperature 0.2, top_p 0.95, top_k 40, min_p 0.05, no token limit
-beyond the context). For ``n > 1`` sample ``i`` uses ``seed + i`` (or a fresh random seed when the
-request has none), so samples differ yet reproduce. llama.cpp reuses the KV cache of the longest
-common prompt prefix, so samples 2..n of one request skip prompt processing.
+A single sample is one ``create_chat_completion`` call with the model's own chat template; ``None``
+params keep llama-cpp-python's defaults (temperature 0.2, top_p 0.95, top_k 40, min_p 0.05, no token
+limit beyond the context). For ``n > 1`` sample ``i`` uses ``seed + i`` (or a fresh random seed when
+the request has none), so samples differ yet reproduce. When ``max_tokens`` is set, the samples are
+decoded ``parallel`` at a time as sequences of one batch (:mod:`.llama_batch`: the prompt is evaluated
+once, each decode step advances every sequence; ~2x faster for N=5 on 2 cores) and the usage counts
+the prompt once per batch; otherwise (no ``max_tokens``, ``top_logprobs``, a ``chat_format`` option,
+or a prompt plus N x ``max_tokens`` beyond ``n_ctx``) they run one after another, and llama.cpp reuses
+the KV cache of the common prompt prefix, so samples 2..n skip prompt processing.
 
 ``stream(request)`` streams one completion (``create_chat_completion(stream=True)`` on the model's
 worker thread, bridged to the event loop through a queue). Closing the stream sets a flag that the
@@ -59,6 +64,7 @@ from ..errors import BackendError, ConfigError, FusionOfNError, MissingDependenc
 from ..gguf import gguf_context_length
 from ..models import check_model, resolve_model
 from ..types import Candidate, Delta, Generation, Message, Params, Request, Usage, message_text
+from . import llama_batch
 from .base import ModelSpec
 from .llama_hooks import StepCounter, StopStrings, StreamEnd, TopLogprobs
 
@@ -66,7 +72,9 @@ log = logging.getLogger(__name__)
 
 LLAMA_CPP_PIN = "llama-cpp-python==0.3.36"
 DEFAULT_N_CTX = 8192
-_OPTIONS = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_format"}
+_OPTIONS = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_format", "parallel"}
+DEFAULT_PARALLEL = 8
+MAX_PARALLEL = 16  # sequences one batch context can hold; the ``parallel`` option picks up to this many
 _INSTALL_HINT = f"the local backend needs llama.cpp; install it with: pip install {LLAMA_CPP_PIN}"
 _SEED_RANGE = 0xFFFFFFFF  # llama.cpp treats 0xFFFFFFFF as "pick a random seed"
 
@@ -90,6 +98,13 @@ class _LoadedModel:
     worker: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
     )
+    decoder: Any = None  # the llama_batch.BatchDecoder, built on first use; False when it cannot be built
+
+    def close(self) -> None:
+        self.worker.shutdown(wait=True)
+        if self.decoder:
+            self.decoder.close()  # before its model
+        self.llama.close()
 
 
 _LOADED: dict[LoadSettings, _LoadedModel] = {}
@@ -150,8 +165,7 @@ def clear_model_cache() -> None:
     """
     with _LOADED_LOCK:
         for loaded in _LOADED.values():
-            loaded.worker.shutdown(wait=True)
-            loaded.llama.close()
+            loaded.close()
         _LOADED.clear()
 
 
@@ -168,6 +182,7 @@ class LocalBackend:
         n_batch: int = 512,
         n_gpu_layers: int = 0,
         chat_format: str | None = None,
+        parallel: int = DEFAULT_PARALLEL,
         name: str | None = None,
     ) -> None:
         _require_llama_cpp()
@@ -180,6 +195,9 @@ class LocalBackend:
         self._n_batch = n_batch
         self._n_gpu_layers = n_gpu_layers
         self._chat_format = chat_format
+        if not 1 <= parallel <= MAX_PARALLEL:
+            raise ConfigError(f"parallel={parallel} is out of range; choose 1 (one by one) to {MAX_PARALLEL}")
+        self._parallel = parallel
         self._settings: LoadSettings | None = None
         self._closed = False
 
@@ -203,6 +221,7 @@ class LocalBackend:
             n_batch=spec.int_option("n_batch", 512, minimum=1),
             n_gpu_layers=spec.int_option("n_gpu_layers", 0, minimum=-1),
             chat_format=spec.option("chat_format"),
+            parallel=spec.int_option("parallel", DEFAULT_PARALLEL, minimum=1),
         )
 
     async def load(self) -> LoadSettings:
@@ -233,17 +252,78 @@ class LocalBackend:
         started = time.perf_counter()
         loaded = await self._model()
         messages = _text_messages(request.messages, self.name)
+        seeds = _seeds(request.params.seed, n)
+        batched = None
+        if self._parallel > 1 and llama_batch.usable(loaded.llama, request.params, n):
+            batched = await self._sample_batched(loaded, messages, request.params, seeds)
+        if batched is None:
+            batched = await self._sample_one_by_one(loaded, messages, request.params, seeds)
+        candidates, prompt_tokens, completion_tokens = batched
+        usage = Usage(n, prompt_tokens, completion_tokens, time.perf_counter() - started)
+        return Generation(tuple(c.replace(index=i) for i, c in enumerate(candidates)), usage)
+
+    async def _sample_one_by_one(
+        self, loaded: _LoadedModel, messages: list[dict[str, Any]], params: Params, seeds: Sequence[int]
+    ) -> tuple[list[Candidate], int, int]:
         loop = asyncio.get_running_loop()
         candidates: list[Candidate] = []
         prompt_tokens = completion_tokens = 0
-        for i, seed in enumerate(_seeds(request.params.seed, n)):
-            call = functools.partial(self._complete, loaded, messages, request.params, seed)
+        for seed in seeds:
+            call = functools.partial(self._complete, loaded, messages, params, seed)
             candidate, prompt, completion = await loop.run_in_executor(loaded.worker, call)
-            candidates.append(candidate.replace(index=i))
+            candidates.append(candidate)
             prompt_tokens += prompt
             completion_tokens += completion
-        usage = Usage(n, prompt_tokens, completion_tokens, time.perf_counter() - started)
-        return Generation(tuple(candidates), usage)
+        return candidates, prompt_tokens, completion_tokens
+
+    async def _sample_batched(
+        self, loaded: _LoadedModel, messages: list[dict[str, Any]], params: Params, seeds: Sequence[int]
+    ) -> tuple[list[Candidate], int, int] | None:
+        """The samples decoded ``parallel`` at a time; None when batching does not apply to this prompt."""
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()  # a cancelled request stops the decode at its next step
+        candidates: list[Candidate] = []
+        prompt_tokens = completion_tokens = 0
+        for start in range(0, len(seeds), self._parallel):
+            group = seeds[start : start + self._parallel]
+            call = functools.partial(self._decode_group, loaded, messages, params, group, stop)
+            try:
+                outcome = await loop.run_in_executor(loaded.worker, call)
+            except asyncio.CancelledError:
+                stop.set()
+                raise
+            if outcome is None:  # the first group already tells: every group has the same prompt and budget
+                return None
+            samples, prompt = outcome
+            prompt_tokens += prompt
+            for sample in samples:
+                candidates.append(
+                    Candidate(sample.text, self.name, sample.finish_reason, completion_tokens=sample.completion_tokens)
+                )
+                completion_tokens += sample.completion_tokens
+        return candidates, prompt_tokens, completion_tokens
+
+    def _decode_group(
+        self,
+        loaded: _LoadedModel,
+        messages: list[dict[str, Any]],
+        params: Params,
+        seeds: Sequence[int],
+        stop: threading.Event,
+    ) -> tuple[list[llama_batch.Sample], int] | None:
+        """One batch of samples, on the model's worker thread (which also builds the decoder once)."""
+        if loaded.decoder is None:
+            try:
+                loaded.decoder = llama_batch.BatchDecoder(loaded.llama, MAX_PARALLEL)
+            except Exception as exc:  # foreign-library boundary: fall back to sampling one by one
+                log.warning("%s: parallel decoding is unavailable (%s); sampling one by one", self.name, exc)
+                loaded.decoder = False
+        if not loaded.decoder:
+            return None
+        try:
+            return loaded.decoder.sample(messages, params, seeds, stop)  # type: ignore[no-any-return]
+        except Exception as exc:  # foreign-library boundary: never let llama.cpp's failure pass as an answer
+            raise self._failure(loaded, exc) from exc
 
     def _complete(
         self, loaded: _LoadedModel, messages: list[dict[str, Any]], params: Params, seed: int
