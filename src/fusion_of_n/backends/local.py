@@ -34,10 +34,8 @@ exactly where llama.cpp does); the counts then equal the non-streaming ones.
 floats, ~5 GB for Qwen at 8192): a logits processor sees the raw logits of each step, before any
 sampling, and records the top-k log-softmax alternatives.
 
-Process state: loaded models live in ``_LOADED``, keyed by file and load settings and guarded by a
-``threading.Lock``, so each model loads once per process however many backends use it. This is the one
-deliberate piece of process-level state in the library; :func:`clear_model_cache` frees it. Calls into a
-loaded model are serialized on that model's own single worker thread, which keeps the event loop free
+Process state: loaded models live in :mod:`.llama_models` (one per file and load settings per
+process; :func:`clear_model_cache` frees them). Calls into a loaded model are serialized on that model's own single worker thread, which keeps the event loop free
 and, unlike a lock taken inside ``asyncio.to_thread``, never parks the default executor's threads behind
 a busy model; a cancelled request drops its samples that have not started yet.
 """
@@ -45,128 +43,35 @@ a busy model; a cancelled request drops its samples that have not started yet.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import functools
-import importlib
-import importlib.util
 import logging
 import os
 import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, ConfigError, FusionOfNError, MissingDependency
+from ..errors import BackendError, ConfigError, FusionOfNError
 from ..gguf import gguf_context_length
 from ..models import check_model, resolve_model
 from ..types import Candidate, Delta, Generation, Message, Params, Request, Usage, message_text
 from . import llama_batch
 from .base import ModelSpec
 from .llama_hooks import StepCounter, StopStrings, StreamEnd, TopLogprobs
+from .llama_models import _LOADED, LoadedModel, LoadSettings, clear_model_cache, load
+from .llama_models import require_llama_cpp as _require_llama_cpp
+
+__all__ = ["DEFAULT_N_CTX", "LoadSettings", "LocalBackend", "clear_model_cache"]
 
 log = logging.getLogger(__name__)
 
-LLAMA_CPP_PIN = "llama-cpp-python==0.3.36"
 DEFAULT_N_CTX = 8192
 _OPTIONS = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_format", "parallel"}
 DEFAULT_PARALLEL = 8
 MAX_PARALLEL = 16  # sequences one batch context can hold; the ``parallel`` option picks up to this many
-_INSTALL_HINT = f"the local backend needs llama.cpp; install it with: pip install {LLAMA_CPP_PIN}"
 _SEED_RANGE = 0xFFFFFFFF  # llama.cpp treats 0xFFFFFFFF as "pick a random seed"
-
-
-@dataclass(frozen=True)
-class LoadSettings:
-    """Everything that decides how a model is loaded; two backends with equal settings share one model."""
-
-    path: Path
-    n_ctx: int
-    n_threads: int
-    n_batch: int = 512
-    n_gpu_layers: int = 0
-    chat_format: str | None = None
-
-
-@dataclass
-class _LoadedModel:
-    llama: Any
-    settings: LoadSettings
-    worker: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
-    )
-    decoder: Any = None  # the llama_batch.BatchDecoder, built on first use; False when it cannot be built
-
-    def close(self) -> None:
-        self.worker.shutdown(wait=True)
-        if self.decoder:
-            self.decoder.close()  # before its model
-        self.llama.close()
-
-
-_LOADED: dict[LoadSettings, _LoadedModel] = {}
-_LOADED_LOCK = threading.Lock()
-
-
-def _require_llama_cpp() -> None:
-    """Fail fast, without importing llama_cpp (a heavy import), when it is not installed."""
-    try:
-        found = importlib.util.find_spec("llama_cpp") is not None
-    except ValueError:  # sys.modules["llama_cpp"] is None or has no spec
-        found = False
-    if not found:
-        raise MissingDependency(_INSTALL_HINT)
-
-
-def _import_llama_cpp() -> Any:
-    try:
-        return importlib.import_module("llama_cpp")
-    except ImportError as exc:
-        raise MissingDependency(_INSTALL_HINT) from exc
-
-
-def _load(settings: LoadSettings) -> _LoadedModel:
-    with _LOADED_LOCK:
-        loaded = _LOADED.get(settings)
-        if loaded is not None:
-            return loaded
-        llama_cpp = _import_llama_cpp()
-        started = time.perf_counter()
-        try:
-            llama = llama_cpp.Llama(
-                model_path=str(settings.path),
-                n_ctx=settings.n_ctx,
-                n_threads=settings.n_threads,
-                n_batch=settings.n_batch,
-                n_gpu_layers=settings.n_gpu_layers,
-                chat_format=settings.chat_format,
-                verbose=False,
-            )
-        except Exception as exc:  # foreign-library boundary: llama.cpp raises ValueError/RuntimeError/OSError
-            raise BackendError(
-                f"llama.cpp could not load {settings.path}: {exc}; check that the file is a complete GGUF "
-                f"that {LLAMA_CPP_PIN} supports"
-            ) from exc
-        log.info("loaded %s (n_ctx=%d) in %.2f s", settings.path, settings.n_ctx, time.perf_counter() - started)
-        if not _LOADED:
-            # free models before interpreter teardown; llama.cpp's own finalizers fail noisily then
-            atexit.register(clear_model_cache)
-        loaded = _LOADED[settings] = _LoadedModel(llama, settings)
-        return loaded
-
-
-def clear_model_cache() -> None:
-    """Free every model loaded by this process; call it when no request is running (it waits for them).
-
-    Backends built before stay usable: their next request loads the model again.
-    """
-    with _LOADED_LOCK:
-        for loaded in _LOADED.values():
-            loaded.close()
-        _LOADED.clear()
 
 
 class LocalBackend:
@@ -228,12 +133,12 @@ class LocalBackend:
         """Resolve (assembling once) and load the model now instead of on the first request."""
         return (await self._model()).settings
 
-    async def _model(self) -> _LoadedModel:
+    async def _model(self) -> LoadedModel:
         if self._settings is None:
             self._settings = await asyncio.to_thread(self._resolve_settings)
         # A plain dict read is atomic; not taking the lock keeps the event loop free while another thread loads.
         loaded = _LOADED.get(self._settings)
-        return loaded if loaded is not None else await asyncio.to_thread(_load, self._settings)
+        return loaded if loaded is not None else await asyncio.to_thread(load, self._settings)
 
     def _resolve_settings(self) -> LoadSettings:
         path = resolve_model(self.model, self.cache_dir)
@@ -263,7 +168,7 @@ class LocalBackend:
         return Generation(tuple(c.replace(index=i) for i, c in enumerate(candidates)), usage)
 
     async def _sample_one_by_one(
-        self, loaded: _LoadedModel, messages: list[dict[str, Any]], params: Params, seeds: Sequence[int]
+        self, loaded: LoadedModel, messages: list[dict[str, Any]], params: Params, seeds: Sequence[int]
     ) -> tuple[list[Candidate], int, int]:
         loop = asyncio.get_running_loop()
         candidates: list[Candidate] = []
@@ -277,7 +182,7 @@ class LocalBackend:
         return candidates, prompt_tokens, completion_tokens
 
     async def _sample_batched(
-        self, loaded: _LoadedModel, messages: list[dict[str, Any]], params: Params, seeds: Sequence[int]
+        self, loaded: LoadedModel, messages: list[dict[str, Any]], params: Params, seeds: Sequence[int]
     ) -> tuple[list[Candidate], int, int] | None:
         """The samples decoded ``parallel`` at a time; None when batching does not apply to this prompt."""
         loop = asyncio.get_running_loop()
@@ -305,7 +210,7 @@ class LocalBackend:
 
     def _decode_group(
         self,
-        loaded: _LoadedModel,
+        loaded: LoadedModel,
         messages: list[dict[str, Any]],
         params: Params,
         seeds: Sequence[int],
@@ -326,7 +231,7 @@ class LocalBackend:
             raise self._failure(loaded, exc) from exc
 
     def _complete(
-        self, loaded: _LoadedModel, messages: list[dict[str, Any]], params: Params, seed: int
+        self, loaded: LoadedModel, messages: list[dict[str, Any]], params: Params, seed: int
     ) -> tuple[Candidate, int, int]:
         """One completion, on the model's worker thread."""
         kwargs = _sampling_kwargs(params, seed)
@@ -386,7 +291,7 @@ class LocalBackend:
 
     def _stream_worker(
         self,
-        loaded: _LoadedModel,
+        loaded: LoadedModel,
         messages: list[dict[str, Any]],
         params: Params,
         seed: int,
@@ -424,7 +329,7 @@ class LocalBackend:
         completion = counter.completion_tokens("".join(text), finish_reason)
         return StreamEnd(finish_reason, counter.prompt_tokens, completion)
 
-    def _failure(self, loaded: _LoadedModel, exc: Exception) -> BackendError:
+    def _failure(self, loaded: LoadedModel, exc: Exception) -> BackendError:
         return BackendError(
             f"local model {self.name!r} ({loaded.settings.path.name}, n_ctx={loaded.settings.n_ctx}) failed: "
             f"{type(exc).__name__}: {exc}; if the chat is longer than n_ctx, raise it (#n_ctx=...) "

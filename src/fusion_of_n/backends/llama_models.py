@@ -1,0 +1,117 @@
+"""Models loaded by llama.cpp in this process: one per file and load settings, each with its own thread.
+
+``_LOADED`` maps :class:`LoadSettings` to a :class:`LoadedModel`, guarded by a ``threading.Lock``, so a
+model loads once per process however many backends use it. This is the one deliberate piece of
+process-level state in the library; :func:`clear_model_cache` frees it. Calls into a loaded model are
+serialized on its single worker thread (see :mod:`fusion_of_n.backends.local`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import importlib.util
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendError, MissingDependency
+
+log = logging.getLogger(__name__)
+
+LLAMA_CPP_PIN = "llama-cpp-python==0.3.36"
+_INSTALL_HINT = f"the local backend needs llama.cpp; install it with: pip install {LLAMA_CPP_PIN}"
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """Everything that decides how a model is loaded; two backends with equal settings share one model."""
+
+    path: Path
+    n_ctx: int
+    n_threads: int
+    n_batch: int = 512
+    n_gpu_layers: int = 0
+    chat_format: str | None = None
+
+
+@dataclass
+class LoadedModel:
+    llama: Any
+    settings: LoadSettings
+    worker: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+    )
+    decoder: Any = None  # the llama_batch.BatchDecoder, built on first use; False when it cannot be built
+
+    def close(self) -> None:
+        self.worker.shutdown(wait=True)
+        if self.decoder:
+            self.decoder.close()  # before its model
+        self.llama.close()
+
+
+_LOADED: dict[LoadSettings, LoadedModel] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def require_llama_cpp() -> None:
+    """Fail fast, without importing llama_cpp (a heavy import), when it is not installed."""
+    try:
+        found = importlib.util.find_spec("llama_cpp") is not None
+    except ValueError:  # sys.modules["llama_cpp"] is None or has no spec
+        found = False
+    if not found:
+        raise MissingDependency(_INSTALL_HINT)
+
+
+def import_llama_cpp() -> Any:
+    try:
+        return importlib.import_module("llama_cpp")
+    except ImportError as exc:
+        raise MissingDependency(_INSTALL_HINT) from exc
+
+
+def load(settings: LoadSettings) -> LoadedModel:
+    with _LOADED_LOCK:
+        loaded = _LOADED.get(settings)
+        if loaded is not None:
+            return loaded
+        llama_cpp = import_llama_cpp()
+        started = time.perf_counter()
+        try:
+            llama = llama_cpp.Llama(
+                model_path=str(settings.path),
+                n_ctx=settings.n_ctx,
+                n_threads=settings.n_threads,
+                n_batch=settings.n_batch,
+                n_gpu_layers=settings.n_gpu_layers,
+                chat_format=settings.chat_format,
+                verbose=False,
+            )
+        except Exception as exc:  # foreign-library boundary: llama.cpp raises ValueError/RuntimeError/OSError
+            raise BackendError(
+                f"llama.cpp could not load {settings.path}: {exc}; check that the file is a complete GGUF "
+                f"that {LLAMA_CPP_PIN} supports"
+            ) from exc
+        log.info("loaded %s (n_ctx=%d) in %.2f s", settings.path, settings.n_ctx, time.perf_counter() - started)
+        if not _LOADED:
+            # free models before interpreter teardown; llama.cpp's own finalizers fail noisily then
+            atexit.register(clear_model_cache)
+        loaded = _LOADED[settings] = LoadedModel(llama, settings)
+        return loaded
+
+
+def clear_model_cache() -> None:
+    """Free every model loaded by this process; call it when no request is running (it waits for them).
+
+    Backends built before stay usable: their next request loads the model again.
+    """
+    with _LOADED_LOCK:
+        for loaded in _LOADED.values():
+            loaded.close()
+        _LOADED.clear()
