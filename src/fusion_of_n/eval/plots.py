@@ -292,8 +292,10 @@ def stacked_bars(
             linewidth=0.5,
         )
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    for mark in whiskers:
-        _whiskers(ax, [float(g) for g in range(len(groups))], mark, mark.colour, elinewidth=1.2, label=mark.label)
+    for number, mark in enumerate(whiskers):  # side by side, so that neighbouring boundaries stay apart
+        shift = (number - (len(whiskers) - 1) / 2) * 0.12
+        xs = [g + shift for g in range(len(groups))]
+        _whiskers(ax, xs, mark, mark.colour, elinewidth=1.4, label=mark.label)
     _limit(ax, ylim)
     _group_axis(ax, groups, xlabel)
     _finish(ax, figure, path, title, ylabel)

@@ -158,7 +158,7 @@ def _attribution_plot(
     values = [top, other, novel]
     layers = [series_of(name, cells, colour) for (name, colour), cells in zip(LAYERS.items(), values, strict=True)]
     layers = [Series(s.label, s.values, [None] * len(groups), s.colour) for s in layers]  # whiskers drawn apart
-    whiskers = [series_of("95% CI: top candidate", top, "#1a365d"), series_of("95% CI: all copied", copied, "#444444")]
+    whiskers = [series_of("95% CI: top candidate", top, "#1a365d"), series_of("95% CI: all copied", copied, "#b91c1c")]
     plots.stacked_bars(
         ctx.figure(file),
         groups,
