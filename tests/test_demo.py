@@ -21,3 +21,18 @@ async def test_demo_aggregates_each_pool_by_every_method_and_shows_cost() -> Non
         assert out.count(method) >= len(DEMO_PROMPTS)
     assert "tokens" in out and "done in" in out
     assert "vote: candidate 1" in out  # 26 wins the vote
+
+
+async def test_model_text_is_shown_literally_not_read_as_rich_markup() -> None:
+    """LaTeX display math and bracketed tags in answers are printed as written; '[/x]' used to raise."""
+    texts = ["\\[ 36 - 10 = 26 \\] [bold]not bold[/bold] [/x]"] * 2
+    gen = FakeBackend(texts, name="gen[1]")
+    helper = FakeBackend(["Comparison: same.\n[[\\[ 26 \\] [/x]]]"], name="helper")
+    console = Console(record=True, width=200)
+
+    await run_demo(PipelineSettings.of(models=[gen], fusor=helper, n=2), {}, console)
+
+    out = console.export_text()
+    assert "\\[ 36 - 10 = 26 \\]" in out
+    assert "[bold]not bold[/bold] [/x]" in out
+    assert "gen[1]" in out

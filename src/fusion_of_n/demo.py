@@ -7,7 +7,9 @@ from collections.abc import Mapping
 
 from rich.columns import Columns
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
+from rich.text import Text
 
 from .api import Pipeline
 from .config import PipelineSettings
@@ -41,22 +43,30 @@ def demo_defaults(fusor: str | None, judge: str | None, env: Mapping[str, str]) 
     return fusor, judge or fusor
 
 
+def _label(model: object) -> str:
+    """A spec as written, or a Backend object's name."""
+    return model if isinstance(model, str) else str(getattr(model, "name", model))
+
+
 def _panel(result: Result, width: int | None) -> Panel:
     stages = {k: v for k, v in result.usage.items() if k != "sampling"}
     tokens = sum(u.total_tokens for u in stages.values())
     seconds = sum(u.seconds for u in stages.values())
     title = result.method if result.chosen is None else f"{result.method}: candidate {result.chosen + 1}"
     subtitle = f"+{tokens} tokens · {seconds:.1f}s" + (f" · {', '.join(result.flags)}" if result.flags else "")
-    return Panel(result.text.strip() or "(empty)", title=title, subtitle=subtitle, width=width, title_align="left")
+    # model text is shown as is: a str would be read as rich markup ("\\[" lost its backslash, "[/x]" raised)
+    body = Text(result.text.strip() or "(empty)")
+    return Panel(body, title=escape(title), subtitle=escape(subtitle), width=width, title_align="left")
 
 
 async def run_demo(settings: PipelineSettings, env: Mapping[str, str], console: Console | None = None) -> None:
     console = console or Console()
-    models = ", ".join(str(m) for m in settings.models)
-    fusor = settings.fusor or settings.models[0]
+    models = escape(", ".join(_label(m) for m in settings.models))
+    fusor = escape(_label(settings.fusor or settings.models[0]))
+    judge = escape(_label(settings.judge)) if settings.judge else fusor
     console.print(
         f"[bold]fusion-of-n demo[/bold]: {settings.n} candidates per prompt from {models} "
-        f"(max {settings.max_tokens} tokens each); fusor: {fusor}; bon judge: {settings.judge or fusor}"
+        f"(max {settings.max_tokens} tokens each); fusor: {fusor}; bon judge: {judge}"
     )
     width = (console.width - 2) // len(DEMO_METHODS) if console.width >= 120 else None
     started = time.perf_counter()
@@ -65,8 +75,8 @@ async def run_demo(settings: PipelineSettings, env: Mapping[str, str], console: 
             request = pipeline.request(prompt)
             pool = await pipeline.sample(request)
             console.rule(f"[bold]{title}")
-            console.print(prompt)
-            left_out = ", ".join(f"#{c.index + 1} {c.flags[0]}" for c in pool.candidates if c.excluded)
+            console.print(Text(prompt))
+            left_out = escape(", ".join(f"#{c.index + 1} {c.flags[0]}" for c in pool.candidates if c.excluded))
             console.print(
                 f"[dim]pool: {len(pool.usable)} usable of {len(pool.candidates)} candidates "
                 f"(left out: {left_out or 'none'}) · {pool.usage.total_tokens} tokens · {pool.usage.seconds:.1f}s[/dim]"
