@@ -35,9 +35,10 @@ floats, ~5 GB for Qwen at 8192): a logits processor sees the raw logits of each 
 sampling, and records the top-k log-softmax alternatives.
 
 Process state: loaded models live in :mod:`.llama_models` (one per file and load settings per
-process; :func:`clear_model_cache` frees them). Calls into a loaded model are serialized on that model's own single worker thread, which keeps the event loop free
-and, unlike a lock taken inside ``asyncio.to_thread``, never parks the default executor's threads behind
-a busy model; a cancelled request drops its samples that have not started yet.
+process; :func:`clear_model_cache` frees them). Calls into a loaded model are serialized on that
+model's own single worker thread, which keeps the event loop free and, unlike a lock taken inside
+``asyncio.to_thread``, never parks the default executor's threads behind a busy model; a cancelled
+request drops its samples that have not started yet (and stops a parallel decode at its next step).
 """
 
 from __future__ import annotations
