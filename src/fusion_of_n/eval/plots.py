@@ -114,6 +114,11 @@ def _whiskers(ax: Any, xs: Sequence[float], series: Series, colour: str, **style
         ax.errorbar(xs_, ys, yerr=[below, above], fmt="none", ecolor=colour, capsize=2.5, **style)
 
 
+def _offset(number: int, count: int, step: float) -> float:
+    """Where the ``number``-th of ``count`` side-by-side marks sits, ``step`` apart and centred on 0."""
+    return (number - (count - 1) / 2) * step
+
+
 def _finish(ax: Any, figure: Any, path: Path, title: str, ylabel: str, legend_title: str | None = None) -> None:
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -168,7 +173,7 @@ def grouped_bars(
     ax = figure.subplots()
     bar = 0.8 / max(1, len(series))
     for number, one in enumerate(series):
-        xs = [g + (number - (len(series) - 1) / 2) * bar for g in range(len(groups))]
+        xs = [g + _offset(number, len(series), bar) for g in range(len(groups))]
         shown = [(x, v) for x, v in zip(xs, one.values, strict=True) if v is not None and _present(v)]
         ax.bar(
             [x for x, _ in shown],
@@ -231,7 +236,7 @@ def lines(
     for number, (one, rows) in enumerate(zip(series, drawn, strict=True)):
         if not rows:
             continue
-        shift = (number - (len(series) - 1) / 2) * step
+        shift = _offset(number, len(series), step)
         xs = [r[0] * math.exp(shift) if log else r[0] + shift for r in rows]
         ys = [r[1] for r in rows]
         ax.plot(xs, ys, marker="o", markersize=4, color=one.colour, label=one.label, linewidth=1.6)
@@ -293,8 +298,7 @@ def stacked_bars(
         )
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     for number, mark in enumerate(whiskers):  # side by side, so that neighbouring boundaries stay apart
-        shift = (number - (len(whiskers) - 1) / 2) * 0.12
-        xs = [g + shift for g in range(len(groups))]
+        xs = [g + _offset(number, len(whiskers), 0.12) for g in range(len(groups))]
         _whiskers(ax, xs, mark, mark.colour, elinewidth=1.4, label=mark.label)
     _limit(ax, ylim)
     _group_axis(ax, groups, xlabel)
