@@ -4,8 +4,10 @@ llama-cpp-python's ``Llama`` builds its context for a single sequence, so ``crea
 decodes N samples one after another and each pays a full pass over the weights per token. Here a
 second context on the same weights holds up to ``parallel`` sequences in one unified KV cache: the
 prompt is evaluated once, its cells are shared with every sequence (``seq_cp``), and each
-``llama_decode`` then advances every unfinished sequence by one token. On CPU a decode step is bound
-by reading the weights, so several sequences cost little more than one (``benchmarks/local_sampling.py``).
+``llama_decode`` then advances every unfinished sequence by one token, reading the weights once for
+all of them. Where a step is bound by reading the weights (GPUs, many cores) several sequences cost
+little more than one; on 2 CPU cores a step is mostly compute, and N=5 samples take 1.28x less wall
+time than one by one (``benchmarks/local_sampling.py``).
 
 What matches ``create_chat_completion``: the prompt is the GGUF's own chat template rendered by
 llama-cpp-python's ``Jinja2ChatFormatter`` with the arguments ``Llama`` gives it, and tokenized the
