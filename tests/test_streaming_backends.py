@@ -241,24 +241,25 @@ async def test_openai_stream_without_a_usage_chunk_reports_zero_tokens_and_logs_
     assert len([r for r in caplog.records if "no usage" in r.getMessage()]) == 1
 
 
-async def test_openai_stream_that_ends_without_a_finish_reason_is_an_error() -> None:
-    handler = stream_handler(sse(chunk("cut sh"), b"[DONE]"))
-    async with serve(handler) as url:
+@pytest.mark.parametrize(
+    ("body", "content_type", "error"),
+    [
+        # a stream that ends without a finish_reason
+        (sse(chunk("cut sh"), b"[DONE]"), "text/event-stream", "without a finish_reason"),
+        # a stream answered with one JSON body: the error names stream support
+        (
+            json.dumps({"choices": [{"index": 0, "message": {"content": "all at once"}}]}).encode(),
+            "application/json",
+            "does not support stream=true",
+        ),
+    ],
+    ids=["no_finish_reason", "json_body"],
+)
+async def test_openai_stream_that_breaks_the_protocol_is_an_error(body: bytes, content_type: str, error: str) -> None:
+    async with serve(stream_handler(body, content_type=content_type)) as url:
         backend = OpenAIBackend("m1", base_url=url)
         try:
-            with pytest.raises(BackendError, match="without a finish_reason"):
-                await collect(backend.stream(ask()))
-        finally:
-            await backend.aclose()
-
-
-async def test_openai_stream_answered_with_one_json_body_is_an_error_naming_stream_support() -> None:
-    body = json.dumps({"choices": [{"index": 0, "message": {"content": "all at once"}}]}).encode()
-    handler = stream_handler(body, content_type="application/json")
-    async with serve(handler) as url:
-        backend = OpenAIBackend("m1", base_url=url)
-        try:
-            with pytest.raises(BackendError, match="does not support stream=true"):
+            with pytest.raises(BackendError, match=error):
                 await collect(backend.stream(ask()))
         finally:
             await backend.aclose()
