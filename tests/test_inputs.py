@@ -387,6 +387,16 @@ def test_limit_counts_good_and_bad_rows_and_stops_early(tmp_path):
         read_rows(path, limit=-1)
 
 
+def test_skip_passes_over_rows_before_the_limit_and_keeps_their_line_numbers(tmp_path):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": p} for p in "abcde"])
+    rows = list(read_rows(path, skip=2, limit=2))
+    assert [(row.prompt, row.line) for row in rows] == [("c", 3), ("d", 4)]
+    assert [row.prompt for row in read_rows(path, skip=4)] == ["e"]
+    assert list(read_rows(path, skip=9)) == []
+    with pytest.raises(ConfigError, match="skip"):
+        read_rows(path, skip=-1)
+
+
 def test_parse_row_checks_one_value_without_a_file():
     assert parse_row({"id": 3, "prompt": ENGLISH}, 9) == InputRow("3", 9, prompt=ENGLISH, language="en")
     error = parse_row(None, 4)

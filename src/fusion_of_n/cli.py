@@ -198,6 +198,7 @@ def demo(verbose: int, **params: Any) -> None:
 )
 @click.option("--concurrency", type=int, default=64, show_default=True, help="rows in flight")
 @click.option("--limit", type=int, help="read at most this many input rows")
+@click.option("--skip", type=int, default=0, help="pass over this many input rows first (a held-out split)")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--format", "out_format", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True)
 @click.option(
@@ -216,6 +217,7 @@ def generate(
     methods: tuple[str, ...],
     concurrency: int,
     limit: int | None,
+    skip: int,
     engine: str,
     out_format: str,
     fail_on_error: float,
@@ -242,6 +244,7 @@ def generate(
             methods=methods,
             concurrency=concurrency,
             limit=limit,
+            skip=skip,
             engine=engine,
             out_format=out_format,
             force=force,

@@ -18,7 +18,7 @@ from .runner import BatchRunner, Summary
 RowCallback = Callable[[int, bool], None]
 
 
-def count_rows(path: str | None, limit: int | None) -> int | None:
+def count_rows(path: str | None, limit: int | None, skip: int = 0) -> int | None:
     """A cheap total for the progress display: lines of JSONL/CSV, Parquet metadata; None if unknown."""
     total: int | None = None
     if path and os.path.isfile(path):
@@ -33,8 +33,10 @@ def count_rows(path: str | None, limit: int | None) -> int | None:
                 total = pq.ParquetFile(path).metadata.num_rows
             except ImportError:
                 total = None
-    if total is not None and limit is not None:
-        total = min(total, limit)
+    if total is not None:
+        total = max(0, total - skip)
+        if limit is not None:
+            total = min(total, limit)
     return total if total is not None else limit
 
 
@@ -53,6 +55,7 @@ def run_generate(
     methods: Sequence[str],
     concurrency: int = 64,
     limit: int | None = None,
+    skip: int = 0,
     engine: str = "local",
     out_format: str = "jsonl",
     force: bool = False,
@@ -61,9 +64,9 @@ def run_generate(
 ) -> Summary:
     methods = tuple(dict.fromkeys(methods))  # keep order, drop repeats
     journal = output + ".journal.jsonl" if out_format == "parquet" else output
-    rows = read_rows(input_path, dataset=dataset, limit=limit)
+    rows = read_rows(input_path, dataset=dataset, limit=limit, skip=skip)
     if on_start:
-        on_start(count_rows(input_path, limit))
+        on_start(count_rows(input_path, limit, skip))
     if engine == "ray":
         from .ray import run_ray
 

@@ -63,15 +63,18 @@ class _Unreadable:
 
 
 def read_rows(
-    path: str | None, *, dataset: str | None = None, limit: int | None = None
+    path: str | None, *, dataset: str | None = None, limit: int | None = None, skip: int = 0
 ) -> Iterator[InputRow | RowError]:
     """The rows of ``path`` (or of the built-in source ``dataset``), streamed in order.
 
     Opening is eager (a missing file, an unknown kind or a missing package raises ConfigError /
-    MissingDependency here); rows are read lazily. ``limit`` counts rows read, good or bad.
+    MissingDependency here); rows are read lazily. ``skip`` rows are passed over first (a held-out
+    split: ``--skip 20 --limit 10`` reads rows 21-30); ``limit`` counts rows read after them, good or bad.
     """
     if limit is not None and limit < 0:
         raise ConfigError(f"limit must be 0 or more (got {limit})")
+    if skip < 0:
+        raise ConfigError(f"skip must be 0 or more (got {skip})")
     if path is not None and dataset is not None:
         raise ConfigError(f"give an input file or --dataset, not both (got {path!r} and {dataset!r})")
     raw: Iterator[Raw]
@@ -81,7 +84,7 @@ def read_rows(
         raise ConfigError(f"no input given: pass {ACCEPTED}")
     else:
         raw, unit = _open(path)
-    return _checked(itertools.islice(raw, limit), unit)
+    return _checked(itertools.islice(raw, skip, None if limit is None else skip + limit), unit)
 
 
 def _checked(raw: Iterable[Raw], unit: str) -> Iterator[InputRow | RowError]:
