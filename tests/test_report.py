@@ -1,4 +1,5 @@
-"""fusion-of-n report: HTML + Markdown + PNGs from generate outputs and every eval result kind."""
+"""fusion-of-n report: HTML + Markdown + PNGs from generate outputs, every eval result kind and train
+manifests."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from fusion_of_n.eval.attribution import attribution_report
 from fusion_of_n.eval.pairwise import OrderVerdict, PairJudgement
 from fusion_of_n.eval.report import MANIFEST, build_report, command, load_input
 from fusion_of_n.eval.report_pools import cost_table, sweep_curves
+from fusion_of_n.eval.report_train import student_names
 from fusion_of_n.eval.sweep import accuracy_metric, run_sweep, sweep_settings
 from fusion_of_n.eval.translation import Reference, evaluate_translation
 from fusion_of_n.eval.winrate import summarize
@@ -146,8 +148,36 @@ async def sweep_result(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: Any) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
     return str(path)
+
+
+def train_manifest(method: str, start: float, steps: int = 12, eval_every: int | None = 4) -> dict[str, Any]:
+    """A finished `fusion-of-n train` manifest (schema version 1) whose train loss falls from ``start``."""
+    train = [[step, round(start * 0.93**step, 4)] for step in range(1, steps + 1)]
+    every = range(eval_every, steps + 1, eval_every) if eval_every else range(0)
+    evals = [[step, round(start * 0.9**step + 0.1, 4)] for step in every]
+    return {
+        "kind": "fusion-of-n train",
+        "version": 1,
+        "status": "complete",
+        "base": "local:qwen2.5-coder-0.5b",
+        "method": method,
+        "data": [{"path": "out.jsonl", "sha256": "0" * 64, "format": "generate"}],
+        "examples": {"train": 27, "eval": 3, "excluded": 4},
+        "exclusions": {"error": 1, "flagged:fusor_truncated": 3},
+        "hyperparameters": {
+            **{"lora": True, "lora_r": 16, "lora_alpha": 32, "epochs": 2, "max_steps": None, "lr": 0.0002},
+            **{"batch_size": 4, "grad_accum": 1, "max_length": 768, "seed": 1, "eval_fraction": 0.1, "threads": 1},
+        },
+        "versions": {"torch": "2.13.0", "transformers": "5.25.0", "trl": "1.16.0", "peft": "0.21.2"},
+        "device": "cpu",
+        "seconds": 812.4,
+        "tokens": 21034,
+        "loss": {"train": train, "eval": evals},
+        "outputs": {"hf": "hf", "gguf": "model.gguf", "plot": "loss.png"},
+    }
 
 
 @pytest.fixture
@@ -164,6 +194,7 @@ async def inputs(tmp_path: Path) -> dict[str, str]:
         "translation": write_json(tmp_path / "translation.json", translation_result(records)),
         "attribution": write_json(tmp_path / "attribution.json", attribution_report(records, "fusion")),
         "sweep": write_json(tmp_path / "sweep.json", await sweep_result(records)),
+        "train": write_json(tmp_path / "student-fusion" / "train.json", train_manifest("fusion", 2.0)),
     }
 
 
@@ -182,6 +213,7 @@ def test_report_from_every_kind_links_only_valid_pngs(inputs: dict[str, str], tm
     assert linked == images(markdown, r"!\[[^\]]*\]\(([^)]+)\)")
     assert set(linked) == {p.name for p in written if p.suffix == ".png"}
     expected = {
+        "train-loss.png",
         "winrate.png",
         "accuracy1-accuracy.png",
         "accuracy1-language.png",
@@ -201,6 +233,8 @@ def test_report_from_every_kind_links_only_valid_pngs(inputs: dict[str, str], tm
     for path in inputs.values():
         assert path in page and path in markdown  # the inputs it was built from are listed
     assert 'class="note"' not in page  # nothing left out
+    titles = re.findall(r"<h2>([^<]*)</h2>", page)
+    assert titles[1:3] == ["Students (fine-tuning)", "Win rates (pairwise LLM judge, both orders)"]
     assert "<style>" in page and "<script" not in page  # self-contained, inline CSS
     assert json.loads((out / MANIFEST).read_text())["files"] == ["index.html", "report.md", *linked]
 
@@ -210,10 +244,11 @@ def test_sections_without_an_input_are_left_out_with_one_line_each(inputs: dict[
     build_report([inputs["winrate"]], out)
     page = (out / "index.html").read_text(encoding="utf-8")
     assert "Win rates" in page
-    for title in ("Accuracy:", "Translation:", "Quality against", "Attribution:", "Cost per stage"):
+    for title in ("Students", "Accuracy:", "Translation:", "Quality against", "Attribution:", "Cost per stage"):
         assert title not in page
     notes = re.findall(r'<p class="note">([^<]*)</p>', page)
-    assert len(notes) == 5 and all("left out" in n for n in notes)
+    assert len(notes) == 6 and all("left out" in n for n in notes)
+    assert "No train manifest given: the students&#x27; training left out." in notes
     assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, "index.html", "report.md", "winrate.png"])
 
 
@@ -329,6 +364,11 @@ def test_a_file_the_report_did_not_write_is_never_overwritten(inputs: dict[str, 
         ('{"kind": "bleurt", "overall": {}}', "unknown result kind 'bleurt'; the report reads generate outputs"),
         ('{"models": ["a"], "n": 5}', 'JSON, but neither an eval result \\(no "kind"\\) nor generate records; pass'),
         ('{"kind": "winrate", "overall": {}}', "a winrate result without 'by_language'; write it again"),
+        ('{"kind": ["winrate"]}', "unknown result kind \\['winrate'\\]; the report reads generate outputs, train"),
+        (
+            '{"kind": "fusion-of-n train", "method": "fusion", "base": "local:x", "loss": [[1, 2.0]]}',
+            "a train manifest without 'loss'; pass the train.json that `fusion-of-n train ... -o DIR` writes",
+        ),
     ],
 )
 def test_bad_inputs_name_the_file_and_the_fix(tmp_path: Path, content: str | None, message: str) -> None:
@@ -348,8 +388,8 @@ def test_command_writes_the_report_and_a_bad_input_is_one_error_line(inputs: dic
     failed = CliRunner().invoke(command, [inputs["sweep"], missing, "-o", str(tmp_path / "cli2")])
     assert failed.exit_code == 1
     assert failed.output.strip().splitlines() == [
-        f"error: {missing}: no such file; pass a generate output (JSONL) "
-        "or a result written by `fusion-of-n eval ... -o FILE` or `fusion-of-n sweep -o FILE`"
+        f"error: {missing}: no such file; pass a generate output (JSONL), a result written by "
+        "`fusion-of-n eval ... -o FILE` or `fusion-of-n sweep -o FILE`, or the train.json of a `fusion-of-n train` run"
     ]
     assert not (tmp_path / "cli2").exists()  # nothing is written before every input is read
 
@@ -370,3 +410,73 @@ def test_missing_matplotlib_names_the_extra_and_leaves_no_folder_behind(
     assert not (tmp_path / "new").exists()
     build_report([inputs["generate"]], tmp_path / "cost-only")  # a cost table draws nothing: no matplotlib needed
     assert (tmp_path / "cost-only" / "index.html").exists()
+
+
+def md_row(markdown: str, first: str) -> list[str]:
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {first} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_students_section_has_a_row_per_manifest_and_one_loss_plot_in_both_pages(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    fusion = write_json(tmp_path / "student-fusion" / "train.json", train_manifest("fusion", 2.0))
+    bon_manifest = train_manifest("bon", 2.5, steps=10, eval_every=5)
+    bon = write_json(tmp_path / "student-bon" / "train.json", bon_manifest)
+    out = tmp_path / "students"
+    written = build_report([fusion, bon], out)
+    page = (out / "index.html").read_text(encoding="utf-8")
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert [p.name for p in written if p.suffix == ".png"] == ["train-loss.png"]
+    assert '<img src="train-loss.png"' in page and "](train-loss.png)" in markdown
+    assert (out / "train-loss.png").read_bytes().startswith(PNG_MAGIC)
+    assert imread(out / "train-loss.png").shape[1] > 600
+    for student in ("student-fusion", "student-bon"):
+        assert f"<td>{student}</td>" in page and f"| {student} |" in markdown
+    assert "<h2>Students (fine-tuning)</h2>" in page and "## Students (fine-tuning)" in markdown
+    final, last_eval = bon_manifest["loss"]["train"][-1][1], bon_manifest["loss"]["eval"][-1][1]
+    assert md_row(markdown, "student-bon") == [
+        *("student-bon", "bon", "local:qwen2.5-coder-0.5b", "27", "3", "4", "2 / 10"),
+        *(f"{final:.3f}", f"{last_eval:.3f}", "812"),
+    ]
+    assert f"| {fusion} | train manifest: fusion student of local:qwen2.5-coder-0.5b, 27 train and 3 eval" in markdown
+
+
+def test_a_train_manifest_without_loss_is_refused_in_one_line_naming_the_file(tmp_path: Path) -> None:
+    manifest = train_manifest("fusion", 2.0)
+    del manifest["loss"]
+    path = write_json(tmp_path / "student" / "train.json", manifest)
+    failed = CliRunner().invoke(command, [path, "-o", str(tmp_path / "r")])
+    assert failed.exit_code == 1
+    assert failed.output.strip().splitlines() == [
+        f"error: {path}: a train manifest without 'loss'; "
+        "pass the train.json that `fusion-of-n train ... -o DIR` writes into DIR"
+    ]
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_student_without_eval_loss_is_still_plotted(tmp_path: Path) -> None:
+    manifest = train_manifest("fusion", 2.0, eval_every=None)
+    assert manifest["loss"]["eval"] == []
+    out = tmp_path / "no-eval"
+    build_report([write_json(tmp_path / "no-eval-student" / "train.json", manifest)], out)
+    assert (out / "train-loss.png").read_bytes().startswith(PNG_MAGIC)
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "![train and eval loss of each student against steps](train-loss.png)" in markdown
+    assert md_row(markdown, "no-eval-student")[7:9] == [f"{manifest['loss']['train'][-1][1]:.3f}", "–"]
+
+
+def test_a_running_student_with_no_loss_yet_is_listed_and_nothing_is_plotted(tmp_path: Path) -> None:
+    manifest = {**train_manifest("bon", 2.0), "status": "running", "loss": {"train": [], "eval": []}}
+    manifest["hyperparameters"] = {**manifest["hyperparameters"], "max_steps": 50}
+    out = tmp_path / "running"
+    written = build_report([write_json(tmp_path / "early" / "train.json", manifest)], out)
+    assert not [p for p in written if p.suffix == ".png"]
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert md_row(markdown, "early")[6:9] == ["max 50 steps / –", "–", "–"]
+    assert "No loss was logged by any student yet" in markdown and "(status 'running'): early;" in markdown
+
+
+def test_students_are_named_by_folder_and_by_path_where_folders_share_a_name() -> None:
+    paths = ["runs/a/out/train.json", "runs/b/out/train.json", "runs/c/train.json", "runs/c/train.json"]
+    assert student_names(paths) == ["runs/a/out/train.json", "runs/b/out/train.json", "c", "c (2)"]

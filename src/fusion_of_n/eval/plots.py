@@ -1,4 +1,4 @@
-"""The report's figures: grouped bars with CI whiskers, lines with CI bands, stacked shares.
+"""The report's figures: grouped bars with CI whiskers, lines with CI bands, stacked shares, loss curves.
 
 Pure drawing: every function takes numbers already in display units and writes one PNG (Agg, ``DPI``).
 Colours come from :func:`method_colours`, so a method keeps its colour in every plot of a report.
@@ -303,3 +303,47 @@ def stacked_bars(
     _limit(ax, ylim)
     _group_axis(ax, groups, xlabel)
     _finish(ax, figure, path, title, ylabel)
+
+
+def loss_curves(
+    path: Path,
+    curves: Sequence[tuple[Series, Series]],
+    *,
+    title: str,
+    xlabel: str = "optimizer step",
+    ylabel: str = "loss",
+) -> None:
+    """Per student a ``(train, eval)`` pair of series over their ``x`` (steps), both in the student's colour:
+    train loss as a solid line, eval loss dashed with markers (a lone point gets a marker too). The legend
+    names each student once, then the two line styles in grey."""
+    figure = _figure(8.5, 4.8)
+    ax = figure.subplots()
+    dashed = False
+    for pair in curves:
+        named = False
+        for one, style in zip(pair, ("-", "--"), strict=True):
+            rows = [(x, v) for x, v in zip(one.x or [], one.values, strict=True) if _present(x) and _present(v)]
+            if not rows:
+                continue
+            eval_ = style == "--"
+            dashed |= eval_
+            ax.plot(
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                color=one.colour,
+                linestyle=style,
+                marker="o" if eval_ or len(rows) == 1 else None,
+                markersize=4,
+                linewidth=1.6,
+                label=None if named else one.label,
+            )
+            named = True
+    ax.plot([], [], color="#555555", linewidth=1.6, label="train loss")
+    if dashed:
+        ax.plot([], [], color="#555555", linewidth=1.6, linestyle="--", marker="o", markersize=4, label="eval loss")
+    from matplotlib.ticker import MaxNLocator  # matplotlib is there: _figure imported it
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", color="#e5e5e5", linewidth=0.8)
+    _finish(ax, figure, path, title, ylabel, "student")

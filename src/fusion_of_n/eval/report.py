@@ -1,9 +1,12 @@
 """``fusion-of-n report RESULTS... -o DIR``: one HTML page and its Markdown twin, with PNG plots.
 
 RESULTS are generate outputs (JSONL records with ``candidates`` and ``results``: they give the cost
-table) and eval results (JSON objects with ``"kind"``: winrate, accuracy, translation, sweep,
-attribution), told apart by content. Every input is read and checked before anything is written; a
-section without an input is left out and one line says so.
+table), eval results (JSON objects with ``"kind"``: winrate, accuracy, translation, sweep, attribution)
+and train manifests (the ``train.json`` a ``fusion-of-n train`` run writes, kind ``fusion-of-n train``:
+the students' section), told apart by content. Sections follow :data:`BUILDERS`: the students'
+training first, then win rates and accuracy, so a student comparison reads from the top. Every input
+is read and checked before anything is written; a section without an input is left out and one line
+says so.
 
 ``DIR`` gets ``index.html`` (self-contained: inline CSS, ``<img>`` links to the PNGs next to it),
 ``report.md``, the PNGs and :data:`MANIFEST`, the list of the files the report wrote. A later report
@@ -40,6 +43,7 @@ from .report_sections import (
     translation_sections,
     winrate_sections,
 )
+from .report_train import part, student_names, train_sections
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +51,21 @@ __all__ = ["KINDS", "MANIFEST", "Input", "build_report", "command", "load_input"
 
 KINDS = ("winrate", "accuracy", "translation", "sweep", "attribution")
 """The eval result kinds the report reads, in the order of their sections."""
-REQUIRED = {
-    "winrate": ("overall", "by_language"),
-    "accuracy": ("languages", "overall"),
-    "translation": ("languages", "overall"),
-    "sweep": ("points",),
-    "attribution": ("overall", "by_language"),
+TRAIN_KIND = "fusion-of-n train"
+"""The ``"kind"`` of a train manifest; the report reads it as the input kind ``train``."""
+KIND_OF = {**{kind: kind for kind in KINDS}, TRAIN_KIND: "train"}
+NESTED = (dict, list)
+REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "train": {"method": str, "base": str, "loss": dict},
+    "winrate": dict.fromkeys(("overall", "by_language"), NESTED),
+    "accuracy": dict.fromkeys(("languages", "overall"), NESTED),
+    "translation": dict.fromkeys(("languages", "overall"), NESTED),
+    "sweep": {"points": NESTED},
+    "attribution": dict.fromkeys(("overall", "by_language"), NESTED),
 }
+"""Per input kind, the keys its JSON must have and the type(s) of their values."""
 BUILDERS: dict[str, tuple[Callable[[Sequence[Item], Context], list[Section]], str]] = {
+    "train": (train_sections, "the students' training"),
     "winrate": (winrate_sections, "win rates"),
     "accuracy": (accuracy_sections, "accuracy"),
     "translation": (translation_sections, "translation metrics"),
@@ -64,13 +75,17 @@ BUILDERS: dict[str, tuple[Callable[[Sequence[Item], Context], list[Section]], st
 }
 MANIFEST = ".fusion-of-n-report.json"
 PAGES = ("index.html", "report.md")
-_WHAT = "a generate output (JSONL) or a result written by `fusion-of-n eval ... -o FILE` or `fusion-of-n sweep -o FILE`"
+_WHAT = (
+    "a generate output (JSONL), a result written by `fusion-of-n eval ... -o FILE` or `fusion-of-n sweep -o FILE`, "
+    "or the train.json of a `fusion-of-n train` run"
+)
+_NOUN = {"generate": "generate output", "train": "train manifest"}  # else "<kind> result"
 
 
 @dataclass(frozen=True)
 class Input:
     path: str
-    kind: str  # one of KINDS, or "generate"
+    kind: str  # one of KINDS, "generate" or "train"
     data: Any  # the result object, or the list of a generate output's records
 
     def describe(self) -> str:
@@ -79,6 +94,12 @@ class Input:
         if self.kind == "generate":
             methods = ", ".join(dict.fromkeys(m for r in data for m in r.get("results") or {})) or "none"
             return f"generate output: {len(data)} records, methods {methods}"
+        if self.kind == "train":
+            examples = part(data, "examples")
+            return (
+                f"train manifest: {data['method']} student of {data['base']}, {examples.get('train', '?')} train "
+                f"and {examples.get('eval', '?')} eval examples, status {data.get('status', '?')}"
+            )
         if self.kind == "winrate":
             detail = f"judge {data.get('judge', '?')}, {(data.get('counts') or {}).get('pairs', '?')} pairs"
         elif self.kind == "sweep":
@@ -111,13 +132,19 @@ def load_input(path: str) -> Input:
         except ValueError:
             raise ConfigError(f"{path}: not JSON; pass {_WHAT}") from None
     if isinstance(whole, dict) and "kind" in whole:
-        kind = whole["kind"]
-        if kind not in KINDS:
+        kind = KIND_OF.get(whole["kind"]) if isinstance(whole["kind"], str) else None
+        if kind is None:
             known = ", ".join(KINDS)
             raise ConfigError(
-                f"{path}: unknown result kind {kind!r}; the report reads generate outputs and {known} results"
+                f"{path}: unknown result kind {whole['kind']!r}; the report reads generate outputs, train manifests "
+                f"({TRAIN_KIND!r}) and {known} results"
             )
-        absent = [key for key in REQUIRED[kind] if not isinstance(whole.get(key), dict | list)]
+        absent = [key for key, shape in REQUIRED[kind].items() if not isinstance(whole.get(key), shape)]
+        if absent and kind == "train":
+            raise ConfigError(
+                f"{path}: a train manifest without {absent[0]!r}; pass the train.json that "
+                "`fusion-of-n train ... -o DIR` writes into DIR"
+            )
         if absent:
             again = "fusion-of-n sweep" if kind == "sweep" else f"fusion-of-n eval {kind}"
             raise ConfigError(
@@ -139,8 +166,8 @@ def load_input(path: str) -> Input:
 
 
 def _method_names(inputs: Sequence[Input]) -> list[str]:
-    """Every method name in the inputs, in order of appearance (it decides the spare colours)."""
-    names: list[str] = []
+    """Every student and method name in the inputs, in order of appearance (it decides the spare colours)."""
+    names = student_names([i.path for i in inputs if i.kind == "train"])  # the first section's colours
     for item in inputs:
         data = item.data
         if item.kind == "generate":
@@ -254,7 +281,7 @@ def build_report(paths: Sequence[str], output: str | Path) -> list[Path]:
             if items:
                 sections += build(items, ctx)
             else:
-                omitted.append(f"No {kind} {'output' if kind == 'generate' else 'result'} given: {what} left out.")
+                omitted.append(f"No {_NOUN.get(kind, f'{kind} result')} given: {what} left out.")
         (scratch / PAGES[0]).write_text(render_html(inputs, sections, omitted), encoding="utf-8")
         (scratch / PAGES[1]).write_text(render_markdown(inputs, sections, omitted), encoding="utf-8")
         ours, new = _previous_files(folder), [*PAGES, *ctx.files]
@@ -291,8 +318,9 @@ def build_report(paths: Sequence[str], output: str | Path) -> list[Path]:
 @click.option("-v", "--verbose", count=True, help="Show tracebacks.")
 @friendly_errors
 def command(results: tuple[str, ...], output: str, verbose: int) -> None:
-    """An HTML page and a Markdown report with plots from RESULTS: generate outputs (a cost table) and
-    eval results (winrate, accuracy, translation, sweep, attribution)."""
+    """An HTML page and a Markdown report with plots from RESULTS: generate outputs (a cost table), eval
+    results (winrate, accuracy, translation, sweep, attribution) and train manifests (train.json: the
+    students' losses)."""
     setup_logging(verbose)
     written = build_report(results, output)
     plots = sum(1 for p in written if p.suffix == ".png")
