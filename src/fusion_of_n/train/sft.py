@@ -32,7 +32,7 @@ from .manifest import KIND, file_sha256, fingerprint, loss_curves, plot_loss, pr
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "TrainObserver", "train"]
+__all__ = ["TrainConfig", "TrainObserver", "build_trainer", "train"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,76 @@ def train(config: TrainConfig, cache_dir: Path, observer: TrainObserver | None =
     return manifest
 
 
+def build_trainer(
+    config: TrainConfig,
+    base_dir: Path,
+    train_rows: Sequence[dict[str, Any]],
+    eval_rows: Sequence[dict[str, Any]],
+    *,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """The ``SFTTrainer`` of a run: the base's own chat template, loss on the completion tokens only,
+    LoRA on all linear layers (or full), checkpoints in ``OUTPUT/checkpoints``. Nothing runs yet."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
+
+    torch.set_num_threads(config.threads)
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if not tokenizer.chat_template:
+        raise ConfigError(f"base {config.base!r} has no chat template; train from an instruct (chat) model")
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16 if bf16 else torch.float32)
+    steps_per_epoch = math.ceil(len(train_rows) / (config.batch_size * config.grad_accum))
+    total = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
+    args = SFTConfig(
+        output_dir=str(Path(config.output) / "checkpoints"),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        max_length=config.max_length,
+        completion_only_loss=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if eval_rows else "no",
+        eval_steps=max(1, math.ceil(total / 5)),
+        use_cpu=not cuda,
+        bf16=bf16,
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list([_trainable(r) for r in train_rows]),
+        eval_dataset=Dataset.from_list([_trainable(r) for r in eval_rows]) if eval_rows else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[*callbacks, *config.extra_callbacks],
+    )
+    for quiet in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(quiet)
+    return trainer
+
+
 class _Run:
     """One invocation of the trainer on a folder; keeps the manifest current."""
 
@@ -166,66 +236,9 @@ class _Run:
 
     def build(self, base_dir: Path, train_rows: Sequence[dict[str, Any]], eval_rows: Sequence[dict[str, Any]]) -> Any:
         import torch
-        from datasets import Dataset
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback
-        from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
 
-        config = self.config
-        torch.set_num_threads(config.threads)
-        cuda = torch.cuda.is_available()
-        bf16 = cuda and torch.cuda.is_bf16_supported()
-        self.manifest["device"] = "cuda" if cuda else "cpu"
-        tokenizer = AutoTokenizer.from_pretrained(base_dir)
-        if not tokenizer.chat_template:
-            raise ConfigError(f"base {config.base!r} has no chat template; train from an instruct (chat) model")
-        dtype = torch.bfloat16 if bf16 else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
-        steps_per_epoch = math.ceil(len(train_rows) / (config.batch_size * config.grad_accum))
-        total = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
-        args = SFTConfig(
-            output_dir=str(self.folder / "checkpoints"),
-            num_train_epochs=config.epochs,
-            max_steps=config.max_steps or -1,
-            learning_rate=config.learning_rate,
-            per_device_train_batch_size=config.batch_size,
-            per_device_eval_batch_size=config.batch_size,
-            gradient_accumulation_steps=config.grad_accum,
-            max_length=config.max_length,
-            completion_only_loss=True,
-            seed=config.seed,
-            data_seed=config.seed,
-            logging_steps=1,
-            save_strategy="steps",
-            save_steps=config.save_steps,
-            save_total_limit=2,
-            eval_strategy="steps" if eval_rows else "no",
-            eval_steps=max(1, math.ceil(total / 5)),
-            use_cpu=not cuda,
-            bf16=bf16,
-            report_to=[],
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-        )
-        peft_config = None
-        if config.lora:
-            from peft import LoraConfig
-
-            peft_config = LoraConfig(
-                r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
-            )
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=Dataset.from_list([_trainable(r) for r in train_rows]),
-            eval_dataset=Dataset.from_list([_trainable(r) for r in eval_rows]) if eval_rows else None,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=[_callback(self), *config.extra_callbacks],
-        )
-        for quiet in (PrinterCallback, ProgressCallback):
-            trainer.remove_callback(quiet)
-        return trainer
+        self.manifest["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        return build_trainer(self.config, base_dir, train_rows, eval_rows, callbacks=[_callback(self)])
 
     def fit(self, trainer: Any) -> None:
         from transformers.trainer_utils import get_last_checkpoint
