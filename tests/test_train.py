@@ -154,7 +154,7 @@ def test_the_same_command_again_does_nothing_another_config_is_refused_unless_fo
     data, out, cache = generate_output(tmp_path / "gen.jsonl"), tmp_path / "student", tmp_path / "cache"
     first = train(config(data, out, tiny_base, converter, max_steps=2), cache)
     assert train(config(data, out, tiny_base, converter, max_steps=2, threads=2), cache) == first
-    with pytest.raises(ConfigError, match="another configuration .* --force"):
+    with pytest.raises(ConfigError, match=r"another configuration .* --force"):
         train(config(data, out, tiny_base, converter, max_steps=2, lr=5e-4), cache)
     again = train(config(data, out, tiny_base, converter, max_steps=2, lr=5e-4, force=True), cache)
     assert again["hyperparameters"]["lr"] == 5e-4 and again["fingerprint"] != first["fingerprint"]
@@ -211,9 +211,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, tiny_base, conv
     assert (out / "model.gguf").read_bytes()[:4] == GGUF_MAGIC
 
 
-def test_smollm2_student_loss_goes_down_and_it_answers_through_local_in_run_generate_and_serve(
-    tmp_path, converter
-):
+def test_smollm2_student_loss_goes_down_and_it_answers_through_local_in_run_generate_and_serve(tmp_path, converter):
     from test_serve_cli import start, stop
 
     data, out, cache = generate_output(tmp_path / "gen.jsonl"), tmp_path / "student", tmp_path / "cache"

@@ -15,7 +15,7 @@ from fusion_of_n.errors import ConfigError
 from fusion_of_n.train.examples import TRAIN_SKIP_FLAGS, load_examples, split_examples
 
 
-def record(ident: str, text: str | None = "The answer is 4.", flags: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+def record(ident: str, text: str | None = "Four: 4.", flags: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
     results: dict[str, Any] = {"bon": {"text": "bon answer", "flags": []}}
     if text is not None:
         results["fusion"] = {"text": text, "flags": list(flags)}
@@ -34,7 +34,7 @@ def test_each_usable_record_becomes_a_prompt_completion_pair(tmp_path):
         {
             "id": "a",
             "prompt": [{"role": "user", "content": "What is 2+2? (a)"}],
-            "completion": [{"role": "assistant", "content": "The answer is 4."}],
+            "completion": [{"role": "assistant", "content": "Four: 4."}],
         },
         {
             "id": "b",
@@ -134,7 +134,7 @@ def test_unknown_method_names_the_methods_present(tmp_path):
 
 def test_no_usable_examples_says_why_and_how_to_keep_flagged_ones(tmp_path):
     path = write(tmp_path / "gen.jsonl", [record("a", flags=("fusor_truncated",))])
-    with pytest.raises(ConfigError, match=r"no usable training examples .*flagged:fusor_truncated: 1.*--include-flagged"):
+    with pytest.raises(ConfigError, match=r"no usable training examples .*fusor_truncated: 1.*--include-flagged"):
         load_examples([path], "fusion")
 
 
@@ -153,7 +153,7 @@ def test_the_held_out_split_is_seeded_sized_and_independent_of_order():
     train, held = split_examples(rows, 0.1, seed=3)
     assert len(held) == 2 and len(train) == 18
     assert {r["id"] for r in train} | {r["id"] for r in held} == {str(i) for i in range(20)}
-    again_train, again_held = split_examples(list(reversed(rows)), 0.1, seed=3)
+    _, again_held = split_examples(list(reversed(rows)), 0.1, seed=3)
     assert {r["id"] for r in again_held} == {r["id"] for r in held}
     held_by_seed = {frozenset(r["id"] for r in split_examples(rows, 0.1, seed=seed)[1]) for seed in range(5)}
     assert len(held_by_seed) > 1  # the seed chooses the split
