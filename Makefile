@@ -99,7 +99,7 @@ STUDENT_TEACHERS ?= --model local:qwen2.5-coder-0.5b --model local:qwen2.5-coder
 STUDENT_FUSOR    ?= local:qwen2.5-coder-1.5b
 STUDENT_JUDGE    ?= local:qwen2.5-coder-1.5b
 STUDENT_BASE     ?= local:qwen2.5-coder-0.5b
-STUDENT_TRAIN    ?= --epochs 2 --lr 2e-4 --batch-size 4 --grad-accum 1 --max-length 768 --seed 1 --eval-fraction 0.1
+STUDENT_TRAIN    ?= --epochs 1 --lr 4e-4 --batch-size 4 --max-length 768 --seed 1 --eval-fraction 0.1 --save-steps 4
 STUDENT_METHODS  ?= fusion bon
 TEACH := $(STUDENT_TEACHERS) -n 1 --temperature 0.3 --max-tokens 384 --seed 1 --concurrency 1 \
          --fusor $(STUDENT_FUSOR) --judge $(STUDENT_JUDGE) --method fusion --method bon --method random
@@ -111,3 +111,25 @@ student-data: install
 	$(FON) generate --dataset mgsm-symbolic:eng --limit $(STUDENT_ROWS) -o $(STUDENT_DIR)/teach-math-eng.jsonl $(TEACH)
 	$(FON) generate --dataset mgsm-symbolic:deu --limit $(STUDENT_ROWS) -o $(STUDENT_DIR)/teach-math-deu.jsonl $(TEACH)
 	$(FON) generate --dataset mt-bench --limit $(STUDENT_MT) -o $(STUDENT_DIR)/teach-mtbench.jsonl $(TEACH)
+
+# two students from the same base, hyperparameters and seed: one on the fused answers, one on the BoN picks
+# (add random to STUDENT_METHODS for a floor); then they answer held-out prompts with one sample each
+student-mini: student-data install-train
+	set -e; for m in $(STUDENT_METHODS); do \
+	  $(FON) train $(STUDENT_DIR)/teach-math-eng.jsonl $(STUDENT_DIR)/teach-math-deu.jsonl \
+	      $(STUDENT_DIR)/teach-mtbench.jsonl --method $$m --base $(STUDENT_BASE) -o $(STUDENT_DIR)/student-$$m $(STUDENT_TRAIN); \
+	  for lang in eng deu; do \
+	    $(FON) generate --dataset mgsm-symbolic:$$lang --skip $(STUDENT_TEST_SKIP) --limit $(STUDENT_TEST_ROWS) \
+	        -o $(STUDENT_DIR)/answers-$$m-math-$$lang.jsonl --model local:$(STUDENT_DIR)/student-$$m $(ANSWER); \
+	  done; \
+	  cat $(STUDENT_DIR)/answers-$$m-math-eng.jsonl $(STUDENT_DIR)/answers-$$m-math-deu.jsonl > $(STUDENT_DIR)/answers-$$m-math.jsonl; \
+	  $(FON) generate --dataset mt-bench --skip $(STUDENT_MT) --limit $(STUDENT_TEST_MT) \
+	      -o $(STUDENT_DIR)/answers-$$m-mtbench.jsonl --model local:$(STUDENT_DIR)/student-$$m $(ANSWER); \
+	  $(FON) eval accuracy $(STUDENT_DIR)/answers-$$m-math.jsonl --answers meta.answer -o $(STUDENT_DIR)/accuracy-$$m.json; \
+	done
+	$(FON) eval winrate $(STUDENT_DIR)/answers-fusion-mtbench.jsonl --method first \
+	    --reference $(STUDENT_DIR)/answers-bon-mtbench.jsonl --reference-method first \
+	    --judge $(STUDENT_JUDGE) -o $(STUDENT_DIR)/winrate-students.json
+	$(FON) report $(foreach m,$(STUDENT_METHODS),$(STUDENT_DIR)/student-$(m)/train.json $(STUDENT_DIR)/accuracy-$(m).json) \
+	    $(STUDENT_DIR)/winrate-students.json -o $(STUDENT_DIR)/report
+	$(PY) benchmarks/student_table.py $(STUDENT_DIR) $(STUDENT_METHODS)

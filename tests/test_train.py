@@ -285,3 +285,20 @@ def test_no_usable_examples_is_refused_before_any_model_loads(tmp_path):
     data.write_text(json.dumps({"id": "a", "prompt": "q", "results": {"fusion": {"text": " "}}}) + "\n")
     result = CliRunner().invoke(main, ["train", str(data), "--method", "fusion", "-o", str(tmp_path / "o")])
     assert result.exit_code == 1 and "no usable training examples for method 'fusion' (empty text: 1)" in result.output
+
+
+def test_two_processes_under_torchrun_train_one_student_and_only_the_main_one_writes(tmp_path, tiny_base, converter):
+    """Nothing assumes one process: two CPU ranks (gloo) train together, as accelerate launch would on GPUs."""
+    data, out = generate_output(tmp_path / "gen.jsonl"), tmp_path / "student"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--nproc_per_node", "2", "-m", "fusion_of_n", "train", str(data), "--method", "fusion",
+               "--base", str(tiny_base), "-o", str(out), "--max-steps", "3", "--batch-size", "2",
+               "--max-length", "128", "--llama-cpp", str(converter)]  # fmt: skip
+    env = {**os.environ, "FUSION_OF_N_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("6 fusion examples; left out") == 1  # one voice: rank 0
+    assert done.stderr.count("trained 5 examples") == 1
+    manifest = json.loads((out / "train.json").read_text())
+    assert manifest["status"] == "complete" and [s for s, _ in manifest["loss"]["train"]] == [1, 2, 3]
+    assert (out / "model.gguf").read_bytes()[:4] == GGUF_MAGIC

@@ -13,12 +13,13 @@ __all__ = ["command"]
 
 
 class Progress:
-    """A rich progress bar (step, loss, tokens/s, ETA) on a terminal; a line per tenth of the run otherwise."""
+    """A rich progress bar (step, loss, tokens/s, ETA) on a terminal; a line per tenth of the run otherwise.
+    Under ``accelerate launch``/``torchrun`` only the main process (RANK 0) shows anything."""
 
-    def __init__(self) -> None:
+    def __init__(self, main_process: bool = True) -> None:
         from rich.console import Console
 
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, quiet=not main_process)
         self.bar: Any = None
         self.task: Any = None
         self.total = 0
@@ -90,11 +91,14 @@ def command(data: tuple[str, ...], full: bool, verbose: int, **options: Any) -> 
     env = environment()
     options["llama_cpp"] = options["llama_cpp"] or env.get("FUSION_OF_N_LLAMA_CPP")
     config = TrainConfig(data=data, lora=not full, **options)
-    progress = Progress()
+    main_process = env.get("RANK", "0") == "0"
+    progress = Progress(main_process)
     try:
         manifest = train(config, cache_dir(env), progress)
     finally:
         progress.close()
+    if not main_process:
+        return
     final = manifest["loss"]["train"][-1][1] if manifest["loss"]["train"] else float("nan")
     evals = manifest["loss"]["eval"]
     eval_text = f", eval loss {evals[-1][1]:.4f}" if evals else ""

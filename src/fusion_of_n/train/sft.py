@@ -28,7 +28,7 @@ from .bases import base_folder
 from .convert import converter_dir, hf_to_gguf
 from .deps import package_versions, require_training
 from .examples import load_examples, split_examples
-from .manifest import KIND, file_sha256, fingerprint, loss_curves, plot_loss, prepare, write_manifest
+from .manifest import KIND, file_sha256, fingerprint, loss_curves, plot_loss, prepare, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def train(config: TrainConfig, cache_dir: Path, observer: TrainObserver | None =
     if trainer.is_world_process_zero():
         run.finish(trainer, converter, cache_dir)
     trainer.accelerator.wait_for_everyone()
-    return manifest
+    return manifest if trainer.is_world_process_zero() else (read_manifest(folder) or manifest)
 
 
 def build_trainer(
