@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from fusion_of_n.cli import main
 from fusion_of_n.errors import ConfigError
 from fusion_of_n.gguf import GGUF_MAGIC
-from fusion_of_n.models import StudentStatus, check_model, list_students, register_student, resolve_model
+from fusion_of_n.models import check_model, resolve_model
+from fusion_of_n.students import StudentStatus, list_students, register_student
 
 GGUF_BYTES = GGUF_MAGIC + b"\0" * 60
 

@@ -123,7 +123,7 @@ def test_prompt_tokens_are_masked_and_only_the_completion_is_learned(tmp_path, t
 
 
 def test_a_run_writes_the_model_gguf_manifest_plot_and_registers_the_student(tmp_path, tiny_base, converter):
-    from fusion_of_n.models import list_students
+    from fusion_of_n.students import list_students
     from fusion_of_n.train import train
 
     data, out, cache = generate_output(tmp_path / "gen.jsonl"), tmp_path / "student", tmp_path / "cache"

@@ -167,7 +167,8 @@ def models(student_dirs: tuple[str, ...], verbose: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .models import list_models, list_students
+    from .models import list_models
+    from .students import list_students
 
     setup_logging(verbose)
     cache = cache_dir(environment())

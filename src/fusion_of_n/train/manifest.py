@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..students import TRAIN_KIND, TRAIN_MANIFEST
 
 __all__ = ["KIND", "MANIFEST", "OWNED", "fingerprint", "loss_curves", "plot_loss", "prepare", "write_manifest"]
 
-KIND = "fusion-of-n train"
-MANIFEST = "train.json"
+KIND = TRAIN_KIND
+MANIFEST = TRAIN_MANIFEST
 OWNED = (MANIFEST, "checkpoints", "hf", "model.gguf", "loss.png", ".model.gguf.tmp", ".hf.tmp")
 
 

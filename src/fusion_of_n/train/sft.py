@@ -260,7 +260,7 @@ class _Run:
         self.manifest["seconds"] = round(self.seconds_before + time.perf_counter() - self.started, 1)
 
     def finish(self, trainer: Any, converter: Path, cache_dir: Path) -> None:
-        from ..models import register_student
+        from ..students import register_student
 
         self.update(trainer.state)
         self.observer.stage("merging and saving the model")
