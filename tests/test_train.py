@@ -302,3 +302,18 @@ def test_two_processes_under_torchrun_train_one_student_and_only_the_main_one_wr
     manifest = json.loads((out / "train.json").read_text())
     assert manifest["status"] == "complete" and [s for s, _ in manifest["loss"]["train"]] == [1, 2, 3]
     assert (out / "model.gguf").read_bytes()[:4] == GGUF_MAGIC
+
+
+def test_full_fine_tuning_changes_every_weight_and_keeps_the_default_lr_low(tmp_path, tiny_base, converter):
+    from safetensors.torch import load_file
+
+    from fusion_of_n.train import train
+
+    data, out = generate_output(tmp_path / "gen.jsonl"), tmp_path / "full"
+    manifest = train(config(data, out, tiny_base, converter, lora=False, lr=None, max_steps=2), tmp_path / "cache")
+    assert manifest["hyperparameters"]["lora"] is False and manifest["hyperparameters"]["lr"] == 2e-5
+    before, after = load_file(tiny_base / "model.safetensors"), load_file(out / "hf" / "model.safetensors")
+    assert before.keys() == after.keys()  # a plain model, no adapter weights left
+    changed = [name for name in before if not (before[name] == after[name]).all()]
+    assert "model.layers.0.mlp.down_proj.weight" in changed and "model.layers.1.self_attn.q_proj.weight" in changed
+    assert (out / "model.gguf").read_bytes()[:4] == GGUF_MAGIC
