@@ -88,6 +88,8 @@ def command(data: tuple[str, ...], full: bool, verbose: int, **options: Any) -> 
     from .sft import TrainConfig, train
 
     setup_logging(verbose)
+    if not verbose:
+        _quiet_libraries()
     env = environment()
     options["llama_cpp"] = options["llama_cpp"] or env.get("FUSION_OF_N_LLAMA_CPP")
     config = TrainConfig(data=data, lora=not full, **options)
@@ -107,3 +109,15 @@ def command(data: tuple[str, ...], full: bool, verbose: int, **options: Any) -> 
         f"{eval_text}; use it as local:{config.output}",
         err=True,
     )
+
+
+def _quiet_libraries() -> None:
+    """The training stack's own progress bars and deprecation notes would bury our progress line."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from datasets.utils.logging import disable_progress_bar as datasets_quiet
+    from transformers.utils.logging import disable_progress_bar as transformers_quiet
+
+    datasets_quiet()
+    transformers_quiet()  # type: ignore[no-untyped-call]
