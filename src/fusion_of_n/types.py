@@ -18,6 +18,21 @@ STAGES = ("sampling", "scoring", "fusion")
 
 
 @dataclass(frozen=True)
+class OutputFormat:
+    """A reply format to enforce while decoding, where the backend can (constrained decoding).
+
+    ``grammar`` is a GBNF grammar of the format the prompt asks for (llama.cpp applies it token by
+    token); ``json_schema`` is a JSON object schema carrying the same content, for servers that take
+    ``response_format`` (vLLM, SGLang, llama.cpp's server, OpenAI), or None when the format has no JSON
+    form. A backend that can enforce neither ignores the format, so callers always parse the reply.
+    """
+
+    name: str
+    grammar: str
+    json_schema: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Params:
     """Generation parameters; ``None`` means "the backend's default"."""
 
@@ -27,6 +42,7 @@ class Params:
     seed: int | None = None
     stop: tuple[str, ...] | None = None
     top_logprobs: int | None = None  # ask for the top-k alternatives of each generated token
+    output_format: OutputFormat | None = None  # constrain the reply where the backend can
 
     def replace(self, **changes: Any) -> Params:
         return dataclasses.replace(self, **changes)

@@ -24,21 +24,37 @@ Reply parsing (:func:`parse_fusion`), in order:
 5. Nothing left: the first usable candidate (pool order) is returned as a selection; flags
    ``empty_fusion`` and ``fell_back_to_candidate``. Upstream errors are never turned into answers:
    they propagate as exceptions.
+
+A reply that is a JSON object (a server that honoured the ``response_format`` JSON schema) is read
+first: ``answer`` is the answer and ``comparison`` the analysis; a JSON reply cut before its end gives
+the part of ``answer`` that arrived, flagged ``unterminated_json``.
+
+Constrained output: the fusor call carries :func:`fusion_format` (``Params.output_format``): a GBNF
+grammar (``prompts/fusion.gbnf``: "Comparison: ", at most ``comparison_limit`` characters, then the
+answer inside ``[[ ]]``) that the embedded llama.cpp backend enforces, and the same content as a JSON
+schema that OpenAI-compatible servers enforce where their ``structured`` option allows. The
+comparison limit is the fusor's token budget in characters (about a third of the budget in English),
+at most 1,200, so the answer always has room. When the reply still has no ``[[ ]]`` (a backend that
+cannot constrain), one cheap second step asks for the answer alone in a short follow-up turn
+(``prompts/fusion_reask.txt``, constrained by ``prompts/fusion_answer.gbnf``); its answer is used
+with the flag ``reasked``. Only when that too has no brackets do the guessing rules above decide
+(flag ``reask_failed`` besides theirs).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from string import Template
 
 from ..backends.base import Backend, StreamingBackend
 from ..errors import ConfigError
 from ..language import target_language
-from ..types import Aggregation, Candidate, Request, Usage
+from ..types import Aggregation, Candidate, OutputFormat, Request, Usage
 from .base import AggregatorOptions, register
 
 _LABEL = re.compile(
@@ -58,6 +74,37 @@ def _prompt(name: str) -> Template:
 
 FUSION_TEMPLATE = _prompt("fusion.txt")
 CANDIDATE_TEMPLATE = _prompt("fusion_candidate.txt")
+GRAMMAR_TEMPLATE = _prompt("fusion.gbnf")
+REASK_TEMPLATE = _prompt("fusion_reask.txt")
+DEFAULT_COMPARISON_LIMIT = 800  # characters, when the fusor has no token budget
+MAX_COMPARISON_LIMIT = 1200
+ANSWER_FORMAT = OutputFormat(
+    "fusion_answer",
+    _prompt("fusion_answer.gbnf").template,
+    {"type": "object", "properties": {"answer": {"type": "string", "minLength": 1}}, "required": ["answer"],
+     "additionalProperties": False},
+)  # fmt: skip
+"""The format of the re-ask step: the answer alone."""
+
+
+def comparison_limit(budget: int | None) -> int:
+    """Characters the comparison may take: the fusor's token budget (a third of it in English), capped."""
+    return DEFAULT_COMPARISON_LIMIT if budget is None else max(40, min(MAX_COMPARISON_LIMIT, budget))
+
+
+def fusion_format(budget: int | None) -> OutputFormat:
+    """The fusor's reply format for a token ``budget``: the grammar and its JSON-schema twin."""
+    limit = comparison_limit(budget)
+    schema = {
+        "type": "object",
+        "properties": {
+            "comparison": {"type": "string", "maxLength": limit},
+            "answer": {"type": "string", "minLength": 1},
+        },
+        "required": ["comparison", "answer"],
+        "additionalProperties": False,
+    }
+    return OutputFormat("fusion", GRAMMAR_TEMPLATE.substitute(limit=limit), schema)
 
 
 @dataclass(frozen=True)
@@ -85,8 +132,66 @@ def _unwrap_single_brackets(text: str) -> str:
     return text
 
 
+_ANSWER_KEY = re.compile(r'"answer"\s*:\s*"')
+
+
+def json_string_prefix(text: str) -> tuple[str, bool]:
+    """Decode the JSON string body at the start of ``text`` (after its opening quote): (the characters
+    decoded so far, whether the closing quote came). An escape cut at the end is left out."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            return "".join(out), True
+        if char != "\\":
+            out.append(char)
+            i += 1
+            continue
+        if i + 1 >= len(text):
+            break
+        code = text[i + 1]
+        if code == "u":
+            if i + 6 > len(text):
+                break
+            unit = int(text[i + 2 : i + 6], 16)
+            if 0xD800 <= unit < 0xDC00:  # a surrogate pair: wait for its second half
+                if i + 12 > len(text):
+                    break
+                low = int(text[i + 8 : i + 12], 16)
+                out.append(chr(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)))
+                i += 12
+                continue
+            out.append(chr(unit))
+            i += 6
+            continue
+        out.append({"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}.get(code, code))
+        i += 2
+    return "".join(out), False
+
+
+def _parse_json_reply(reply: str) -> ParsedFusion | None:
+    """A reply written to the JSON schema: {"comparison": ..., "answer": ...}; None if it is not one."""
+    try:
+        data = json.loads(reply)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("answer"), str):
+        comparison = data.get("comparison")
+        return ParsedFusion(data["answer"].strip(), comparison.strip() if isinstance(comparison, str) else "")
+    match = _ANSWER_KEY.search(reply)
+    if data is None and match:  # cut before its end (max_tokens)
+        answer, _ = json_string_prefix(reply[match.end() :])
+        head = re.search(r'"comparison"\s*:\s*"', reply)
+        comparison = json_string_prefix(reply[head.end() :])[0] if head else ""
+        return ParsedFusion(answer.strip(), comparison.strip(), ("unterminated_json",))
+    return None
+
+
 def parse_fusion(reply: str) -> ParsedFusion:
     """Split a fusor reply into (answer, analysis, flags); see the module docstring for the rules."""
+    if reply.lstrip().startswith("{") and (parsed := _parse_json_reply(reply.strip())) is not None:
+        return parsed
     start, end = reply.find("[["), reply.rfind("]]")
     if start != -1 and end > start:
         inner, head = reply[start + 2 : end].strip(), reply[:start]
@@ -172,8 +277,9 @@ class Fusion:
         if budget is None and request.params.max_tokens is not None:
             budget = 2 * request.params.max_tokens
         fusor_request = request.with_messages(
-            messages, temperature=self.temperature, max_tokens=budget, top_logprobs=None
-        )
+            messages, temperature=self.temperature, max_tokens=budget, top_logprobs=None,
+            output_format=fusion_format(budget),
+        )  # fmt: skip
         return fusor_request, order
 
     def decide(
@@ -203,7 +309,36 @@ class Fusion:
         fusor_request, order = self.fusor_request(request, candidates)
         generation = await self.fusor.generate(fusor_request, n=1)
         reply = generation.candidates[0]
-        return self.decide(reply.text, reply.finish_reason, generation.usage, order, candidates)
+        decision = self.decide(reply.text, reply.finish_reason, generation.usage, order, candidates)
+        return await self.reask_if_needed(decision, fusor_request, reply.text, order, candidates)
+
+    async def reask_if_needed(
+        self,
+        decision: Aggregation,
+        fusor_request: Request,
+        reply: str,
+        order: list[int],
+        candidates: Sequence[Candidate],
+    ) -> Aggregation:
+        """The cheap second step (module docstring) when the reply had no brackets or no answer."""
+        if "missing_brackets" not in decision.flags and "empty_fusion" not in decision.flags:
+            return decision
+        language = target_language(fusor_request.last_user_text, fusor_request.language)
+        follow_up = REASK_TEMPLATE.substitute(language=language or UNKNOWN_LANGUAGE).strip()
+        messages = [*fusor_request.messages, {"role": "assistant", "content": reply},
+                    {"role": "user", "content": follow_up}]  # fmt: skip
+        again = await self.fusor.generate(fusor_request.with_messages(messages, output_format=ANSWER_FORMAT), n=1)
+        answer = again.candidates[0]
+        usage = {"fusion": decision.usage["fusion"] + again.usage}
+        parsed = parse_fusion(answer.text)
+        if parsed.text and not {"missing_brackets", "unbalanced_brackets"} & set(parsed.flags):
+            flags = ["reasked", *(["fusor_truncated"] if answer.finish_reason == "length" else [])]
+            first = parse_fusion(reply)
+            return replace(decision, text=parsed.text, chosen=None, analysis=first.analysis or reply.strip() or None,
+                           flags=tuple(flags), usage=usage,
+                           extra={**decision.extra, "raw_reply": reply, "reask_reply": answer.text})  # fmt: skip
+        return replace(decision, flags=(*decision.flags, "reask_failed"), usage=usage,
+                       extra={**decision.extra, "reask_reply": answer.text})  # fmt: skip
 
     async def astream(self, request: Request, candidates: Sequence[Candidate]) -> AsyncIterator[str | Aggregation]:
         """Yield the answer's text as the fusor writes it (only what will be inside ``[[ ]]``), then the
@@ -226,6 +361,8 @@ class Fusion:
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         decision = self.decide(answer.text, finish_reason, usage, order, candidates)
+        if not answer.emitted:  # nothing streamed yet: a re-ask may still find the answer
+            decision = await self.reask_if_needed(decision, fusor_request, answer.text, order, candidates)
         if not decision.text.startswith(answer.emitted):  # cannot happen if AnswerStream mirrors parse_fusion
             raise AssertionError("streamed fusion text diverged from the parsed answer")
         if rest := decision.text[len(answer.emitted) :]:
@@ -240,7 +377,8 @@ class AnswerStream:
     come) is certainly part of the answer; what follows the last ``]]`` is held back, as are trailing
     white space and a lone trailing ``]``. If the bracketed text opens with "Comparison" (a slip that
     parse_fusion may resolve differently), nothing is emitted until the end. Replies without ``[[`` are
-    parsed once complete. The concatenated output always equals ``parse_fusion(text).text`` or a prefix
+    parsed once complete. A reply that opens with ``{`` (the JSON schema) streams the decoded ``answer``
+    string as it arrives. The concatenated output always equals ``parse_fusion(text).text`` or a prefix
     of it; the caller emits the rest when the reply is complete.
     """
 
@@ -258,6 +396,8 @@ class AnswerStream:
         return new
 
     def _certain(self) -> str:
+        if self.text.lstrip().startswith("{"):
+            return self._certain_json()
         start = self.text.find("[[")
         if start == -1:
             return ""
@@ -272,3 +412,11 @@ class AnswerStream:
         if end == -1:
             end = len(region) - 1 if region.endswith("]") else len(region)
         return region[:end].strip()
+
+    def _certain_json(self) -> str:
+        """A JSON reply: the decoded ``answer`` string so far, without trailing white space."""
+        match = _ANSWER_KEY.search(self.text)
+        if match is None:
+            return ""
+        decoded, _closed = json_string_prefix(self.text[match.end() :])
+        return decoded.strip()

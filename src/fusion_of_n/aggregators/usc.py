@@ -26,13 +26,23 @@ from string import Template
 
 from ..backends.base import Backend
 from ..errors import ConfigError
-from ..types import Aggregation, Candidate, Message, Params, Request, Usage
+from ..types import Aggregation, Candidate, Message, OutputFormat, Params, Request, Usage
 from .base import AggregatorOptions, register
 
 logger = logging.getLogger(__name__)
 
 USC_TEMPLATE = Template(resources.files(__package__).joinpath("prompts", "usc.txt").read_text(encoding="utf-8"))
 RESPONSE_BLOCK = Template("--- Response $number ---\n$text")
+GRAMMAR_TEMPLATE = Template(resources.files(__package__).joinpath("prompts", "usc.gbnf").read_text(encoding="utf-8"))
+
+
+def usc_format(count: int) -> OutputFormat:
+    """The selector's reply where the backend can enforce it: "Response N." with N one of 1..count."""
+    return OutputFormat(
+        "usc_choice", GRAMMAR_TEMPLATE.substitute(choices=" | ".join(f'"{i}"' for i in range(1, count + 1)))
+    )
+
+
 FOLLOW_UP = Template(
     "I could not tell which response you chose. Reply with its number only: one whole number from 1 to $count."
 )
@@ -110,8 +120,9 @@ class UniversalSelfConsistency:
             history = history[:-1]
         return [*history, {"role": "user", "content": turn}]
 
-    async def _ask(self, request: Request, messages: Sequence[Message]) -> tuple[str, Usage]:
-        ask = Request(tuple(messages), Params(temperature=0.0, max_tokens=self.max_tokens), request.language)
+    async def _ask(self, request: Request, messages: Sequence[Message], count: int) -> tuple[str, Usage]:
+        params = Params(temperature=0.0, max_tokens=self.max_tokens, output_format=usc_format(count))
+        ask = Request(tuple(messages), params, request.language)
         generation = await self.selector.generate(ask, n=1)
         return generation.candidates[0].text, generation.usage
 
@@ -120,7 +131,7 @@ class UniversalSelfConsistency:
         if len(pool) == 1:
             return Aggregation(text=pool[0].text, method=self.name, chosen=pool[0].index)
         messages = self.messages(request, pool)
-        reply, usage = await self._ask(request, messages)
+        reply, usage = await self._ask(request, messages, len(pool))
         replies, flags = [reply], []
         number = parse_choice(reply, len(pool))
         if number is None:
@@ -128,7 +139,9 @@ class UniversalSelfConsistency:
             flags.append("usc_reasked")
             follow_up = FOLLOW_UP.substitute(count=len(pool))
             retry, retry_usage = await self._ask(
-                request, [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": follow_up}]
+                request,
+                [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": follow_up}],
+                len(pool),
             )
             replies.append(retry)
             usage = usage + retry_usage

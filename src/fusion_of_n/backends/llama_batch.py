@@ -46,6 +46,7 @@ def usable(llama: Any, params: Params, n: int) -> bool:
         n > 1
         and params.max_tokens is not None
         and not params.top_logprobs
+        and params.output_format is None  # a grammar needs llama-cpp-python's own sampler
         and getattr(llama, "chat_handler", None) is None
         and getattr(llama, "chat_format", None) == "chat_template.default"
         and "tokenizer.chat_template" in (getattr(llama, "metadata", None) or {})

@@ -30,6 +30,10 @@ applied), ``completion_tokens`` the sampling steps minus the end-of-generation t
 ended on one. To tell those endings apart, the stream applies ``Params.stop`` itself (cutting the text
 exactly where llama.cpp does); the counts then equal the non-streaming ones.
 
+``Params.output_format`` is enforced with its GBNF grammar (llama.cpp masks every token the grammar does
+not allow, so the reply always has the format unless ``max_tokens`` cuts it); such requests are sampled
+one by one.
+
 ``Params.top_logprobs`` is served without ``logits_all=True`` (which would allocate n_ctx x vocab
 floats, ~5 GB for Qwen at 8192): a logits processor sees the raw logits of each step, before any
 sampling, and records the top-k log-softmax alternatives.
@@ -351,6 +355,10 @@ def _sampling_kwargs(params: Params, seed: int) -> dict[str, Any]:
             kwargs[key] = value
     if params.stop:
         kwargs["stop"] = list(params.stop)
+    if params.output_format is not None:
+        from llama_cpp import LlamaGrammar  # type: ignore[attr-defined]
+
+        kwargs["grammar"] = LlamaGrammar.from_string(params.output_format.grammar, verbose=False)
     return kwargs
 
 

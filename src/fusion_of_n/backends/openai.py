@@ -2,7 +2,12 @@
 
 Options: ``key_env=VAR`` (read the API key from VAR instead of OPENAI_API_KEY), ``max_concurrency``
 (requests in flight, default 32), ``timeout`` (read timeout in seconds, default 600),
-``connect_timeout`` (default 10) and ``retries`` (default 5).
+``connect_timeout`` (default 10), ``retries`` (default 5) and ``structured`` (how a request's
+``Params.output_format`` is enforced: ``auto``, the default, sends it as ``response_format`` with its
+JSON schema, which vLLM, SGLang, llama.cpp's server and OpenAI accept, and when the server refuses
+that with a 400 sends the request again without it and stops sending it (logged once), so the reply is
+free text that the caller parses as before; ``json`` always sends it, a refusal is an error; ``none``
+never sends it).
 
 N samples are asked for as one request with ``n=N``. A server that returns fewer choices (llama.cpp's
 server ignores ``n``) gets the missing ones as concurrent single requests, each with its own seed
@@ -19,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import BackendError, ConfigError, UpstreamHTTPError
@@ -31,7 +36,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-OPTIONS = {"key_env", "max_concurrency", "timeout", "connect_timeout", "retries"}
+OPTIONS = {"key_env", "max_concurrency", "timeout", "connect_timeout", "retries", "structured"}
+STRUCTURED = ("auto", "json", "none")
 
 _Response = tuple[list[Mapping[str, Any]], Mapping[str, Any]]
 """One HTTP response: its choices (validated to carry a message) and its reported usage."""
@@ -51,8 +57,11 @@ class OpenAIBackend:
         timeout: float = 600.0,
         connect_timeout: float = 10.0,
         retries: int = 5,
+        structured: str = "auto",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        if structured not in STRUCTURED:
+            raise ConfigError(f"structured={structured!r} is not one of {', '.join(STRUCTURED)}")
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.name = f"openai:{model}@{self.base_url}"
@@ -71,6 +80,7 @@ class OpenAIBackend:
         self.ignores_n = False  # learned: the server answers n>1 with a single choice
         self._warned_n = False
         self._warned_usage = False
+        self.structured = structured  # "auto" becomes "none" once the server refuses a response_format
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.name!r})"
@@ -97,6 +107,7 @@ class OpenAIBackend:
             timeout=spec.float_option("timeout", 600.0, minimum=0.001),
             connect_timeout=spec.float_option("connect_timeout", 10.0, minimum=0.001),
             retries=spec.int_option("retries", 5, minimum=0),
+            structured=spec.option("structured") or "auto",
         )
 
     async def generate(self, request: Request, *, n: int = 1) -> Generation:
@@ -132,13 +143,10 @@ class OpenAIBackend:
     async def stream(self, request: Request) -> AsyncIterator[Delta]:
         """Stream one completion: text deltas as they arrive, then a Delta with finish_reason and usage."""
         started = time.perf_counter()
-        body = request_body(self.model, request.messages, request.params, 1)
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
         finish_reason: str | None = None
         usage: Mapping[str, Any] | None = None
         with self._key_hint():
-            async with contextlib.aclosing(self.client.post_stream("/chat/completions", body)) as chunks:
+            async with contextlib.aclosing(self._chunks(request)) as chunks:
                 async for chunk in chunks:
                     if isinstance(chunk.get("usage"), Mapping):
                         usage = chunk["usage"]
@@ -167,6 +175,38 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    def _structured(self, params: Params) -> bool:
+        fmt = params.output_format
+        return fmt is not None and fmt.json_schema is not None and self.structured != "none"
+
+    def _refused(self, exc: UpstreamHTTPError, sent: bool) -> bool:
+        """Whether a 400 refused the response_format we sent in "auto" mode; then stop sending it."""
+        if not (sent and self.structured == "auto" and exc.status == 400):
+            return False
+        self.structured = "none"
+        log.warning(
+            "%s refused response_format (%s); sending free-form requests from now on (structured=none)", self.name, exc
+        )
+        return True
+
+    async def _chunks(self, request: Request) -> AsyncGenerator[dict[str, Any], None]:
+        """The stream's chunks, sent once more without response_format when "auto" learns it is refused."""
+        sent = self._structured(request.params)
+        body = request_body(self.model, request.messages, request.params, 1, structured=sent)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        started = False
+        try:
+            async with contextlib.aclosing(self.client.post_stream("/chat/completions", body)) as chunks:
+                async for chunk in chunks:
+                    started = True
+                    yield chunk
+        except UpstreamHTTPError as exc:
+            if started or not self._refused(exc, sent):
+                raise
+            async for chunk in self._chunks(request):
+                yield chunk
 
     @contextlib.contextmanager
     def _key_hint(self) -> Iterator[None]:
@@ -199,9 +239,16 @@ class OpenAIBackend:
     async def _complete(self, request: Request, n: int, seed: int | None) -> _Response:
         """One request; returns its (at most ``n``) choices and its reported usage."""
         params = request.params if seed == request.params.seed else request.params.replace(seed=seed)
-        body = request_body(self.model, request.messages, params, n)
+        sent = self._structured(params)
+        body = request_body(self.model, request.messages, params, n, structured=sent)
         with self._key_hint():
-            data = await self.client.post_json("/chat/completions", body)
+            try:
+                data = await self.client.post_json("/chat/completions", body)
+            except UpstreamHTTPError as exc:
+                if not self._refused(exc, sent):
+                    raise
+                body = request_body(self.model, request.messages, params, n, structured=False)
+                data = await self.client.post_json("/chat/completions", body)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices:
             raise BackendError(
@@ -233,8 +280,11 @@ class OpenAIBackend:
         )
 
 
-def request_body(model: str, messages: Sequence[Mapping[str, Any]], params: Params, n: int) -> dict[str, Any]:
-    """The chat completions body: messages exactly as given, params mapped, None values omitted."""
+def request_body(
+    model: str, messages: Sequence[Mapping[str, Any]], params: Params, n: int, *, structured: bool = False
+) -> dict[str, Any]:
+    """The chat completions body: messages exactly as given, params mapped, None values omitted;
+    ``structured`` adds the output format's JSON schema as ``response_format``."""
     body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
     if n > 1:
         body["n"] = n
@@ -249,6 +299,10 @@ def request_body(model: str, messages: Sequence[Mapping[str, Any]], params: Para
     if params.top_logprobs is not None:
         body["logprobs"] = True
         body["top_logprobs"] = params.top_logprobs
+    fmt = params.output_format
+    if structured and fmt is not None and fmt.json_schema is not None:
+        schema = {"name": fmt.name, "schema": dict(fmt.json_schema), "strict": True}
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
     return body
 
 

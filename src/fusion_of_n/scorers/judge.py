@@ -32,7 +32,7 @@ from importlib import resources
 from typing import TypeVar
 
 from ..backends.base import Backend
-from ..types import Candidate, Message, Params, Request, TokenAlternatives, Usage, message_text
+from ..types import Candidate, Message, OutputFormat, Params, Request, TokenAlternatives, Usage, message_text
 from .base import Scoring
 
 logger = logging.getLogger(__name__)
@@ -139,6 +139,13 @@ def read_verdict(reply: Candidate) -> float | None:
     return parsed.value
 
 
+JUDGE_FORMAT = OutputFormat(
+    "judge_rating", resources.files(__package__).joinpath("prompts/judge.gbnf").read_text(encoding="utf-8")
+)
+"""The rating line the prompt asks for, enforced where the backend can (llama.cpp); no JSON form, so
+OpenAI-compatible servers get the free prompt as before."""
+
+
 def load_template() -> string.Template:
     text = resources.files(__package__).joinpath("prompts/judge.txt").read_text(encoding="utf-8")
     return string.Template(text)
@@ -192,7 +199,9 @@ class LLMJudge:
     ) -> None:
         self.backend = backend
         self.name = f"judge:{backend.name}"
-        self.params = Params(temperature=0.0, max_tokens=max_tokens, top_logprobs=top_logprobs)
+        self.params = Params(
+            temperature=0.0, max_tokens=max_tokens, top_logprobs=top_logprobs, output_format=JUDGE_FORMAT
+        )
         self.template = string.Template(template) if template is not None else load_template()
         self.close_backend = close_backend
 
