@@ -3,7 +3,9 @@
     python benchmarks/student_table.py out/student-mini fusion bon
 
 Reads ``student-M/train.json``, ``accuracy-M.json`` for each method M, and ``winrate-students.json``
-(the first method's student against the second's, judged in both orders), and prints Markdown.
+(the first method's student against the second's, judged in both orders), and prints Markdown:
+accuracy and language correctness (answers written in the prompt's language) per language, with
+seeded 95% bootstrap intervals, and the head-to-head win rate.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main(folder: Path, methods: list[str]) -> None:
     for method in methods:
         manifest = json.loads((folder / f"student-{method}" / "train.json").read_text())
         accuracy = json.loads((folder / f"accuracy-{method}.json").read_text())
+        fidelity = accuracy["language_correctness"]
         languages = sorted(accuracy["languages"])
         train_loss = manifest["loss"]["train"][-1][1] if manifest["loss"]["train"] else None
         eval_loss = manifest["loss"]["eval"][-1][1] if manifest["loss"]["eval"] else None
@@ -40,10 +43,12 @@ def main(folder: Path, methods: list[str]) -> None:
                 f"{manifest['seconds'] / 60:.1f} min",
                 *[cell(accuracy["languages"][lang]["first"]["accuracy"]) for lang in languages],
                 cell(accuracy["overall"]["first"]["accuracy"]),
+                *[cell(fidelity["languages"][lang]["first"]["correct"]) for lang in languages],
             ]
         )
     header = ["student", "training examples", "last train loss", "eval loss", "training time",
-              *[f"held-out math, {lang}" for lang in languages], "held-out math, all"]  # fmt: skip
+              *[f"held-out math, {lang}" for lang in languages], "held-out math, all",
+              *[f"answers in the prompt's language, {lang}" for lang in languages]]  # fmt: skip
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
