@@ -12,8 +12,11 @@ from fusion_of_n.types import STAGES, Candidate, Params, Request
 SELECTION = {"bon", "vote", "usc", "mbr", "first", "random"}
 
 
-def test_registry_has_fusion_and_every_baseline() -> None:
-    assert set(methods()) == SELECTION | {"fusion"}
+ALL = SELECTION | {"fusion", "auto"}
+
+
+def test_registry_has_fusion_auto_and_every_baseline() -> None:
+    assert set(methods()) == ALL
 
 
 def _options() -> AggregatorOptions:
@@ -32,7 +35,7 @@ REQUEST = Request.from_prompt("What is 2+2? End with 'The answer is N'.", params
 POOL = _pool("2+2 is 4. The answer is 4.", "The answer is 4.", "I believe the answer is 5.")
 
 
-@pytest.mark.parametrize("method", sorted(SELECTION | {"fusion"}))
+@pytest.mark.parametrize("method", sorted(ALL))
 async def test_aggregator_contract(method: str) -> None:
     aggregator = build_aggregator(method, _options())
     result = await aggregator.aggregate(REQUEST, POOL)
@@ -49,7 +52,7 @@ async def test_aggregator_contract(method: str) -> None:
     assert (again.text, again.chosen) == (result.text, result.chosen)  # deterministic under a seed
 
 
-@pytest.mark.parametrize("method", sorted(SELECTION | {"fusion"}))
+@pytest.mark.parametrize("method", sorted(ALL))
 async def test_aggregator_accepts_a_single_candidate(method: str) -> None:
     only = _pool("The answer is 4.")
     result = await build_aggregator(method, _options()).aggregate(REQUEST, only)

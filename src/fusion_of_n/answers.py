@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["extract_answer", "normalize_number"]
+__all__ = ["explicit_answer", "extract_answer", "normalize_number"]
 
 # Bidirectional and zero-width marks (common around numbers in Arabic text) carry no meaning here.
 # Full-width forms are folded to ASCII first, so later patterns only need ASCII punctuation.
@@ -276,6 +276,17 @@ def extract_answer(text: str) -> str | None:
     """
     folded = _fold_chars(text)
     for extractor in _EXTRACTORS:
+        answer = extractor(folded)
+        if answer:
+            return answer
+    return None
+
+
+def explicit_answer(text: str) -> str | None:
+    """The answer ``text`` marks as final (rules 1-4: ``\\boxed{}``, ``#### X``, an answer phrase, a
+    choice letter), without the last-number fallback; None when nothing is marked."""
+    folded = _fold_chars(text)
+    for extractor in _EXTRACTORS[:-1]:
         answer = extractor(folded)
         if answer:
             return answer

@@ -73,12 +73,16 @@ class Pipeline:
             options = AggregatorOptions(
                 fusor=fusor_backend,
                 selector=fusor_backend,
-                scorer=self.scorer() if method == "bon" else None,
+                scorer=self.scorer() if method == "bon" or (method == "auto" and self._tie_breaker()) else None,
                 seed=self.settings.seed,
                 fusor_max_tokens=self.settings.fusor_max_tokens,
             )
             self._aggregators[key] = build_aggregator(method, options)
         return self._aggregators[key]
+
+    def _tie_breaker(self) -> bool:
+        """auto breaks vote ties with BoN only when a judge or reward model was configured explicitly."""
+        return bool(self.settings.judge or self.settings.reward)
 
     def params(self) -> Params:
         """The settings' sampling parameters."""

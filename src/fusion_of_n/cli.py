@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .aggregators.base import methods
 from .api import Pipeline
 from .cliutil import friendly_errors, setup_logging
 from .config import DEFAULT_MODEL, PipelineSettings, cache_dir, environment
@@ -97,7 +98,7 @@ def main() -> None:
     "--method",
     default="fusion",
     show_default=True,
-    type=click.Choice(["fusion", "bon", "vote", "usc", "mbr", "first", "random"]),
+    type=click.Choice(methods()),
 )
 @click.option("--json", "as_json", is_flag=True, help="print the whole Result as one JSON object")
 @friendly_errors
@@ -133,7 +134,8 @@ def _summary(result: Result) -> str:
     total = result.total_usage
     usable = sum(not c.excluded for c in result.candidates)
     parts = [
-        f"[{result.method}] {usable}/{len(result.candidates)} candidates",
+        f"[{result.method}{'→' + result.extra['strategy'] if 'strategy' in result.extra else ''}] "
+        f"{usable}/{len(result.candidates)} candidates",
         f"{total.calls} calls",
         f"{total.prompt_tokens}+{total.completion_tokens} tokens",
         f"{total.seconds:.1f}s",
@@ -230,7 +232,7 @@ def demo(verbose: int, **params: Any) -> None:
     multiple=True,
     default=("fusion",),
     show_default=True,
-    type=click.Choice(["fusion", "bon", "vote", "usc", "mbr", "first", "random"]),
+    type=click.Choice(methods()),
     help="repeat for several: every method aggregates the same pool",
 )
 @click.option("--concurrency", type=int, default=64, show_default=True, help="rows in flight")
@@ -317,7 +319,7 @@ def export(output: str, method: str, target: str, verbose: int) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of [presets.NAME] tables")
 @click.option("--model", "models", multiple=True, metavar="SPEC", help="candidate model(s) of the 'fusion-of-n' preset")
 @click.option("-n", "--samples-per-model", "n", type=int)
-@click.option("--method", type=click.Choice(["fusion", "bon", "vote", "usc", "mbr", "first", "random"]))
+@click.option("--method", type=click.Choice(methods()))
 @click.option("--fusor", metavar="SPEC")
 @click.option("--judge", metavar="SPEC")
 @click.option("--reward", metavar="SPEC")

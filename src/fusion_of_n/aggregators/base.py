@@ -59,7 +59,7 @@ def register(name: str) -> Callable[[T], T]:
     return add
 
 
-_BUILTIN = ("fusion", "bon", "vote", "usc", "mbr", "simple")
+_BUILTIN = ("fusion", "bon", "vote", "usc", "mbr", "simple", "auto")
 
 
 def _load_builtin() -> None:

@@ -49,7 +49,7 @@ from .translation import read_references
 
 log = logging.getLogger(__name__)
 
-MODEL_METHODS = frozenset({"fusion", "bon", "usc"})
+MODEL_METHODS = frozenset({"fusion", "bon", "usc", "auto"})
 Metric = Callable[[Mapping[str, Any], str], float | None]
 """(record, answer text) -> quality, or None when the record cannot be scored (no gold/reference)."""
 

@@ -160,7 +160,7 @@ def completed_ids(output: str) -> set[str]:
 
 def _result_entry(result: Result) -> dict[str, Any]:
     chosen_score = result.candidates[result.chosen].score if result.chosen is not None else None
-    return {
+    entry = {
         "text": result.text,
         "chosen": result.chosen,
         "score": chosen_score,
@@ -168,6 +168,10 @@ def _result_entry(result: Result) -> dict[str, Any]:
         "flags": list(result.flags),
         "by": result.extra.get("fusor") or result.extra.get("scorer") or result.extra.get("selector"),
     }
+    for key in ("strategy", "evidence"):  # auto: what ran, and why
+        if key in result.extra:
+            entry[key] = result.extra[key]
+    return entry
 
 
 def build_record(

@@ -51,6 +51,14 @@ def usage_of(results: list[Result]) -> dict[str, int]:
     }
 
 
+def strategies(results: list[Result]) -> dict[str, Any] | None:
+    """For ``auto``: what each choice ran and why, sent even without return_candidates; else None."""
+    if not any("strategy" in r.extra for r in results):
+        return None
+    picks = [{"strategy": r.extra.get("strategy"), "evidence": r.extra.get("evidence")} for r in results]
+    return {"method": results[0].method, "choices": picks}
+
+
 def extension(results: list[Result], method: str) -> dict[str, Any]:
     choices = []
     for result in results:
@@ -84,4 +92,6 @@ def completion(body: ChatBody, results: list[Result], with_candidates: bool) -> 
     payload["usage"] = usage_of(results)
     if with_candidates:
         payload["fusion_of_n"] = extension(results, results[0].method)
+    elif picked := strategies(results):
+        payload["fusion_of_n"] = picked
     return payload

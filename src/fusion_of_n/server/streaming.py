@@ -20,7 +20,7 @@ from ..api import Pipeline
 from ..errors import FusionOfNError
 from ..sampling import Pool
 from ..types import Request, Result
-from .responses import extension, finish_reason, upstream_failure, usage_of
+from .responses import extension, finish_reason, strategies, upstream_failure, usage_of
 from .schema import error_envelope
 
 log = logging.getLogger(__name__)
@@ -86,12 +86,16 @@ async def stream_choices(
 async def _trailer(
     send: Any, base: dict[str, Any], results: list[Result], method: str, include_usage: bool, with_candidates: bool
 ) -> None:
-    """The usage chunk (``stream_options.include_usage``) and the candidates extension, if asked for."""
-    if not (include_usage or with_candidates):
+    """The usage chunk (``stream_options.include_usage``) and the candidates extension, if asked for;
+    ``auto``'s strategies always."""
+    picked = None if with_candidates else strategies(results)
+    if not (include_usage or with_candidates or picked):
         return
     last: dict[str, Any] = {**base, "choices": []}
     if include_usage:
         last["usage"] = usage_of(results)
     if with_candidates:
         last["fusion_of_n"] = extension(results, method)
+    elif picked:
+        last["fusion_of_n"] = picked
     await send(last)
