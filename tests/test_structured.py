@@ -221,7 +221,7 @@ async def test_the_embedded_fusor_reply_always_has_the_format(spec: str) -> None
             request = Request.from_prompt(prompt, params=Params(max_tokens=128, seed=1))
             decision = await Fusion(backend).aggregate(request, pool)
             reply, flags = decision.extra["raw_reply"], set(decision.flags)
-            assert reply.startswith("Comparison: ") and "[[" in reply, reply
+            assert reply.startswith("Comparison: ") and "\n\nFinal response:\n[[" in reply, reply
             assert decision.text.strip() and len(decision.text) < len(reply), reply
             assert not {"missing_brackets", "reasked", "empty_fusion", "bracketed_comparison"} & flags, reply
             assert "unbalanced_brackets" not in flags or "fusor_truncated" in flags, reply
