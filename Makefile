@@ -63,7 +63,7 @@ PAPER_JUDGE ?= local:qwen2.5-coder-1.5b
 FON        := $(VENV)/bin/fusion-of-n
 PAPER_GEN  := --model $(PAPER_MODEL) -n 5 --max-tokens 384 --temperature 0.7 --seed 1 \
               --fusor $(PAPER_FUSOR) --judge $(PAPER_JUDGE) --concurrency 1 \
-              --method fusion --method bon --method vote --method mbr --method random --method first
+              --method fusion --method bon --method vote --method mbr --method random --method first --method auto
 
 paper-mini: install
 	$(PIP) install -q -e '.[eval]'
