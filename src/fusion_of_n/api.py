@@ -18,7 +18,7 @@ from .aggregators.base import Aggregator, AggregatorOptions, StreamingAggregator
 from .backends.base import Backend, create_backend
 from .backends.ratelimit import wrap
 from .config import PipelineSettings, environment
-from .sampling import Pool, sample
+from .sampling import Pool, sample, sample_adaptive
 from .scorers.base import Scorer
 from .types import Aggregation, Candidate, Message, Params, Request, Result, Usage, with_system
 
@@ -104,10 +104,13 @@ class Pipeline:
         messages = with_system(chat, self.settings.system)
         return Request(messages, params or self.params(), language or self.settings.language)
 
-    async def sample(self, request: Request, n: int | None = None) -> Pool:
-        """The candidate pool: ``n`` (default: the settings' n) samples from every model."""
+    async def sample(self, request: Request, n: int | None = None, *, adaptive: bool | None = None) -> Pool:
+        """The candidate pool: ``n`` (default: the settings' n) samples from every model; with
+        ``adaptive`` (default: the settings'), at most ``n``, drawn in rounds (:func:`sample_adaptive`)."""
         n = self.settings.n if n is None else n
-        return await sample(self.backends, request, n, min_candidates=self.settings.min_candidates)
+        adaptive = self.settings.adaptive if adaptive is None else adaptive
+        draw = sample_adaptive if adaptive else sample
+        return await draw(self.backends, request, n, min_candidates=self.settings.min_candidates)
 
     def _usable(self, pool: Pool) -> tuple[tuple[Candidate, ...], list[str]]:
         usable = pool.candidates if self.settings.include_flagged else pool.usable
@@ -165,7 +168,7 @@ class Pipeline:
             flags=(*flags, *decision.flags),
             usage=stages,
             failures=pool.failures,
-            extra=decision.extra,
+            extra={**decision.extra, "adaptive": dict(pool.adaptive)} if pool.adaptive else decision.extra,
         )
 
     async def run(self, prompt: str | Sequence[Message] | Request, method: str | None = None) -> Result:

@@ -61,6 +61,11 @@ def pipeline_options(func: F) -> F:
         click.option("--system", help="system prompt for the candidates"),
         click.option("--min-candidates", type=int, default=1, show_default=True),
         click.option("--include-flagged", is_flag=True, help="aggregate empty/truncated candidates too"),
+        click.option(
+            "--adaptive",
+            is_flag=True,
+            help="-n is the maximum: sample in rounds and stop once more samples cannot change the majority answer",
+        ),
         click.option("--rpm", type=float, help="requests per minute, per backend"),
         click.option("--tpm", type=float, help="tokens per minute, per backend"),
         click.option("-v", "--verbose", count=True, help="-v: info logs and tracebacks, -vv: debug"),
@@ -140,6 +145,8 @@ def _summary(result: Result) -> str:
         f"{total.prompt_tokens}+{total.completion_tokens} tokens",
         f"{total.seconds:.1f}s",
     ]
+    if adaptive := result.extra.get("adaptive"):
+        parts.append(f"adaptive: {adaptive['drawn']} of {adaptive['planned']} samples in {adaptive['rounds']} round(s)")
     if result.flags:
         parts.append("flags: " + ",".join(result.flags))
     if result.failures:

@@ -49,6 +49,7 @@ class PipelineSettings(BaseModel):
     system: str | None = None
     min_candidates: int = Field(default=1, ge=1)
     include_flagged: bool = False
+    adaptive: bool = False  # n is the maximum: sample in rounds, stop once the majority answer is settled
     fusor_max_tokens: int | None = Field(default=None, ge=1)
     rpm: float | None = Field(default=None, gt=0, description="requests per minute, per backend")
     tpm: float | None = Field(default=None, gt=0, description="tokens per minute, per backend")

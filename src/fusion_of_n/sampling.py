@@ -6,15 +6,28 @@
   :class:`NotEnoughCandidates` listing every failure.
 - Empty and truncated (``finish_reason == "length"``) candidates are flagged ``excluded``; the pool is
   never padded with duplicates.
+
+Adaptive N (:func:`sample_adaptive`, ``--adaptive``): ``n`` is the most samples per model. The pool is
+drawn in rounds, each one request per model with ``n=k``: first ``min(n, 3)``, then
+``ceil((n - first) / 3)`` at a time (at most four rounds). After each round, when the usable
+candidates commit to final answers (the rule ``auto`` uses: :func:`.aggregators.auto.decide` says
+"select") and the leading answer's count exceeds the runner-up's plus every sample still to be drawn,
+no further sample can change the majority, so sampling stops. Open-ended pools are always drawn in
+full (no similarity rule: a fused answer may use what any candidate adds). The pool's ``adaptive``
+says how many samples were planned and drawn, in how many rounds, and the completion tokens saved,
+estimated as the samples not drawn times the mean completion tokens of those drawn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from .backends.base import Backend
 from .errors import BackendError, NotEnoughCandidates
@@ -30,6 +43,7 @@ class Pool:
     candidates: tuple[Candidate, ...]
     usage: Usage
     failures: tuple[Failure, ...] = ()
+    adaptive: Mapping[str, Any] | None = field(default=None)  # planned/drawn/rounds/saved, when adaptive
 
     @property
     def usable(self) -> tuple[Candidate, ...]:
@@ -69,3 +83,59 @@ async def sample(backends: Sequence[Backend], request: Request, n: int, *, min_c
         raise NotEnoughCandidates(len(candidates), min_candidates, [f"{f.model}: {f.error}" for f in failures])
     usage = Usage(usage.calls, usage.prompt_tokens, usage.completion_tokens, time.perf_counter() - started)
     return Pool(tuple(candidates), usage, tuple(failures))
+
+
+def round_sizes(n: int) -> list[int]:
+    """Samples per model in each adaptive round: ``min(n, 3)`` first, then ``ceil((n - first) / 3)``."""
+    first = min(n, 3)
+    sizes, left = [first], n - first
+    step = max(1, math.ceil(left / 3))
+    while left > 0:
+        sizes.append(min(step, left))
+        left -= sizes[-1]
+    return sizes
+
+
+def majority_is_settled(candidates: Sequence[Candidate], remaining: int) -> bool:
+    """Whether ``remaining`` more samples cannot change the majority answer of a closed-ended pool."""
+    from .aggregators.auto import committed_answer, decide
+
+    usable = [c for c in candidates if not c.excluded]
+    if not usable or decide(usable)[0] != "select":
+        return False
+    counts = Counter(a[0] for c in usable if (a := committed_answer(c.text)) is not None).most_common(2)
+    leader = counts[0][1] if counts else 0
+    runner_up = counts[1][1] if len(counts) > 1 else 0
+    return leader > runner_up + remaining
+
+
+async def sample_adaptive(backends: Sequence[Backend], request: Request, n: int, *, min_candidates: int = 1) -> Pool:
+    """Like :func:`sample` with ``n`` as the maximum per model, drawn in rounds (module docstring)."""
+    if n < 1:
+        raise ValueError("n (samples per model) must be at least 1")
+    started = time.perf_counter()
+    candidates: list[Candidate] = []
+    failures: list[Failure] = []
+    usage = Usage()
+    drawn = rounds = 0
+    planned = n * len(backends)
+    for size in round_sizes(n):
+        seed = request.params.seed
+        params = request.params if seed is None else request.params.replace(seed=seed + drawn)
+        part = await sample(backends, Request(request.messages, params, request.language), size, min_candidates=0)
+        rounds += 1
+        drawn += size
+        usage = usage + part.usage
+        failures += part.failures
+        candidates += [c.replace(index=len(candidates) + i) for i, c in enumerate(part.candidates)]
+        if majority_is_settled(candidates, (n - drawn) * len(backends)):
+            break
+    if len(candidates) < min_candidates:
+        raise NotEnoughCandidates(len(candidates), min_candidates, [f"{f.model}: {f.error}" for f in failures])
+    tokens = [c.completion_tokens for c in candidates if c.completion_tokens is not None]
+    skipped = planned - drawn * len(backends)
+    saved = round(skipped * sum(tokens) / len(tokens)) if tokens else 0
+    report = {"planned": planned, "drawn": len(candidates), "rounds": rounds, "saved_samples": skipped,
+              "saved_completion_tokens": saved}  # fmt: skip
+    usage = Usage(usage.calls, usage.prompt_tokens, usage.completion_tokens, time.perf_counter() - started)
+    return Pool(tuple(candidates), usage, tuple(failures), report)

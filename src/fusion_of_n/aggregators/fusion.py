@@ -32,8 +32,9 @@ the part of ``answer`` that arrived, flagged ``unterminated_json``.
 Constrained output: the fusor call carries :func:`fusion_format` (``Params.output_format``): a GBNF
 grammar (``prompts/fusion.gbnf``: "Comparison: ", one paragraph of at most ``comparison_limit``
 characters, then "Final response:" and the answer inside ``[[ ]]``; small fusors that were allowed
-several paragraphs wrote their answer into the comparison and put a remark in the brackets) that the embedded llama.cpp backend enforces, and the same content as a JSON
-schema that OpenAI-compatible servers enforce where their ``structured`` option allows. The
+several paragraphs wrote their answer into the comparison and put a remark in the brackets) that
+the embedded llama.cpp backend enforces, and the same content as a JSON schema that
+OpenAI-compatible servers enforce where their ``structured`` option allows. The
 comparison limit is the fusor's token budget in characters (about a third of the budget in English),
 at most 1,200, so the answer always has room. When the reply still has no ``[[ ]]`` (a backend that
 cannot constrain), one cheap second step asks for the answer alone in a short follow-up turn

@@ -66,11 +66,11 @@ class Summary:
 def manifest(pipeline: Pipeline, methods: Sequence[str]) -> dict[str, Any]:
     """What makes two runs' pools and results comparable."""
     s = pipeline.settings
-    return {
+    described = {
         "models": [b.name for b in pipeline.backends],
         "n": s.n,
         "methods": list(methods),
-        "fusor": pipeline.fusor.name if "fusion" in methods or "usc" in methods else None,
+        "fusor": pipeline.fusor.name if {"fusion", "usc", "auto"} & set(methods) else None,
         "scorer": pipeline.scorer().name if "bon" in methods else None,
         "params": {
             "temperature": s.temperature,
@@ -80,6 +80,9 @@ def manifest(pipeline: Pipeline, methods: Sequence[str]) -> dict[str, Any]:
             "stop": list(s.stop) if s.stop else None,
         },
     }
+    if s.adaptive:  # only when on, so the run files of earlier runs still match
+        described["adaptive"] = True
+    return described
 
 
 def check_manifest(output: str, current: dict[str, Any], force: bool) -> None:
@@ -194,7 +197,7 @@ def build_record(
     total = Usage()
     for stage_usage in usage.values():
         total = total + stage_usage
-    return {
+    record = {
         "id": row.id,
         "line": row.line,
         "prompt": row.prompt,
@@ -209,6 +212,9 @@ def build_record(
         "failures": [f.to_dict() for f in pool.failures],
         "error": None,
     }
+    if pool.adaptive:  # --adaptive: samples planned and drawn, rounds, what stopping early saved
+        record["adaptive"] = dict(pool.adaptive)
+    return record
 
 
 def error_record(row: InputRow, stage: str, exc: BaseException) -> dict[str, Any]:

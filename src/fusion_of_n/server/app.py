@@ -189,7 +189,8 @@ async def chatcompletions(request: web.Request) -> web.StreamResponse:
     req = _request(raw, body, pipeline)
     started = time.perf_counter()
     try:
-        pools = await asyncio.gather(*(pipeline.sample(req, n) for _ in range(body.n)))
+        adaptive = body.fusion_of_n.adaptive if body.fusion_of_n else None
+        pools = await asyncio.gather(*(pipeline.sample(req, n, adaptive=adaptive) for _ in range(body.n)))
         if body.stream:
             return await _stream(request, body, pipeline, req, pools, method, fusor, with_candidates)
         results = await asyncio.gather(*(pipeline.aggregate(req, pool, method, fusor=fusor) for pool in pools))

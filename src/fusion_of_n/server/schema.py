@@ -38,6 +38,7 @@ class Extension(BaseModel):
     method: str | None = None
     fusor: str | None = None
     return_candidates: bool = False
+    adaptive: bool | None = None  # None: the preset's setting
 
 
 class ChatBody(BaseModel):
@@ -94,7 +95,7 @@ def parse_body(data: Any) -> ChatBody:
         if error["type"] == "missing":
             raise BodyError(f"'{param}' is required", param) from None
         if error["type"] == "extra_forbidden":
-            known = "n, method, fusor, return_candidates"
+            known = "n, method, fusor, return_candidates, adaptive"
             raise BodyError(f"unknown field '{param}' (fusion_of_n takes {known})", param) from None
         raise BodyError(f"invalid '{param}': {error['msg']}", param) from None
     if body.max_tokens is not None and body.max_completion_tokens is not None:
