@@ -102,3 +102,20 @@ def test_generate_records_the_adaptive_sampling(tmp_path) -> None:
     assert json.loads((tmp_path / "out.jsonl.run.json").read_text())["adaptive"] is True
     again = CliRunner().invoke(main, args)  # the same output without --adaptive: another run, refused
     assert again.exit_code != 0 and "--force" in again.output
+
+
+def test_the_proxy_takes_adaptive_per_request_and_reports_it() -> None:
+    from test_server import CHAT, UPSTREAM_KEY, client, proxy_for
+
+    from fusion_of_n.testing import FakeOpenAIServer
+
+    with (
+        FakeOpenAIServer({"m1": ["The answer is 5."]}, api_key=UPSTREAM_KEY) as upstream,
+        proxy_for(upstream.url) as proxy,
+    ):
+        extra = {"fusion_of_n": {"method": "vote", "adaptive": True, "return_candidates": True}}
+        reply = client(proxy).chat.completions.create(model="fusion-of-n", messages=CHAT, extra_body=extra)
+        asked = [r.body.get("n", 1) for r in upstream.requests if r.path.endswith("/chat/completions")]
+    (choice,) = reply.model_extra["fusion_of_n"]["choices"]
+    assert choice["extra"]["adaptive"]["planned"] == 4 and choice["extra"]["adaptive"]["drawn"] == 3
+    assert asked == [3]  # the preset's n=4 was the maximum; three agreeing samples settled it
