@@ -241,3 +241,15 @@ def test_usc_and_judge_replies_are_constrained_to_the_formats_their_parsers_read
     rating = parse_rating("Rating: 7")
     assert rating is not None and rating.value == 7
     assert LLMJudge(FakeBackend(["Rating: 7"])).params.output_format == JUDGE_FORMAT
+
+
+def test_the_local_backend_can_be_told_not_to_constrain() -> None:
+    from fusion_of_n.backends import create_backend
+
+    fmt = fusion_format(100)
+    free = create_backend("local:smollm2-135m#structured=none", {})
+    constrained = create_backend("local:smollm2-135m", {})
+    assert free._params(Params(output_format=fmt)).output_format is None  # type: ignore[attr-defined]
+    assert constrained._params(Params(output_format=fmt)).output_format == fmt  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="structured='json' is not one of grammar, none"):
+        create_backend("local:smollm2-135m#structured=json", {})

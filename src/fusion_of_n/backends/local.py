@@ -9,6 +9,8 @@ to a ``.gguf`` file. Options:
 ``n_gpu_layers``  layers offloaded to a GPU build of llama.cpp (default 0)
 ``chat_format``   a llama-cpp-python chat format name, for GGUFs without a chat template
 ``parallel``      samples of one request decoded together as parallel sequences (default 8; 1 = one by one)
+``structured``    ``grammar`` (default): enforce a request's ``output_format`` with its GBNF grammar;
+                  ``none``: ignore it (free-form replies, parsed by the caller's fallback rules)
 
 A single sample is one ``create_chat_completion`` call with the model's own chat template; ``None``
 params keep llama-cpp-python's defaults (temperature 0.2, top_p 0.95, top_k 40, min_p 0.05, no token
@@ -73,7 +75,7 @@ __all__ = ["DEFAULT_N_CTX", "LoadSettings", "LocalBackend", "clear_model_cache"]
 log = logging.getLogger(__name__)
 
 DEFAULT_N_CTX = 8192
-_OPTIONS = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_format", "parallel"}
+_OPTIONS = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_format", "parallel", "structured"}
 DEFAULT_PARALLEL = 8
 MAX_PARALLEL = 16  # sequences one batch context can hold; the ``parallel`` option picks up to this many
 _SEED_RANGE = 0xFFFFFFFF  # llama.cpp treats 0xFFFFFFFF as "pick a random seed"
@@ -93,6 +95,7 @@ class LocalBackend:
         n_gpu_layers: int = 0,
         chat_format: str | None = None,
         parallel: int = DEFAULT_PARALLEL,
+        structured: str = "grammar",
         name: str | None = None,
     ) -> None:
         _require_llama_cpp()
@@ -108,6 +111,9 @@ class LocalBackend:
         if not 1 <= parallel <= MAX_PARALLEL:
             raise ConfigError(f"parallel={parallel} is out of range; choose 1 (one by one) to {MAX_PARALLEL}")
         self._parallel = parallel
+        if structured not in ("grammar", "none"):
+            raise ConfigError(f"structured={structured!r} is not one of grammar, none")
+        self._structured = structured
         self._settings: LoadSettings | None = None
         self._closed = False
 
@@ -132,6 +138,7 @@ class LocalBackend:
             n_gpu_layers=spec.int_option("n_gpu_layers", 0, minimum=-1),
             chat_format=spec.option("chat_format"),
             parallel=spec.int_option("parallel", DEFAULT_PARALLEL, minimum=1),
+            structured=spec.option("structured") or "grammar",
         )
 
     async def load(self) -> LoadSettings:
@@ -163,14 +170,18 @@ class LocalBackend:
         loaded = await self._model()
         messages = _text_messages(request.messages, self.name)
         seeds = _seeds(request.params.seed, n)
+        params = self._params(request.params)
         sampled = None
-        if self._parallel > 1 and llama_batch.usable(loaded.llama, request.params, n):
-            sampled = await self._sample_batched(loaded, messages, request.params, seeds)
+        if self._parallel > 1 and llama_batch.usable(loaded.llama, params, n):
+            sampled = await self._sample_batched(loaded, messages, params, seeds)
         if sampled is None:  # batching does not apply: one by one
-            sampled = await self._sample_one_by_one(loaded, messages, request.params, seeds)
+            sampled = await self._sample_one_by_one(loaded, messages, params, seeds)
         candidates, prompt_tokens, completion_tokens = sampled
         usage = Usage(n, prompt_tokens, completion_tokens, time.perf_counter() - started)
         return Generation(tuple(c.replace(index=i) for i, c in enumerate(candidates)), usage)
+
+    def _params(self, params: Params) -> Params:
+        return params.replace(output_format=None) if self._structured == "none" else params
 
     async def _sample_one_by_one(
         self, loaded: LoadedModel, messages: list[dict[str, Any]], params: Params, seeds: Sequence[int]
@@ -280,7 +291,7 @@ class LocalBackend:
             except RuntimeError:  # the event loop is closed: nobody is listening any more
                 stop.set()
 
-        call = functools.partial(self._stream_worker, loaded, messages, request.params, seed, emit, stop)
+        call = functools.partial(self._stream_worker, loaded, messages, self._params(request.params), seed, emit, stop)
         work = loop.run_in_executor(loaded.worker, call)
         work.add_done_callback(pieces.put_nowait)  # queued after every piece the worker emitted
         try:
