@@ -78,7 +78,7 @@ paper-mini: install
 	    --judge $(PAPER_JUDGE) -o $(PAPER_DIR)/winrate-mtbench.json
 	$(FON) eval attribution $(PAPER_DIR)/math.jsonl -o $(PAPER_DIR)/attribution.json
 	$(FON) sweep $(PAPER_DIR)/math.jsonl --k 1,2,3,5 --seeds 3 --methods vote,mbr,random,first \
-	    --metric accuracy --answers meta.answer -o $(PAPER_DIR)/sweep.json
+	    --metric accuracy --answers meta.answer --adaptive -o $(PAPER_DIR)/sweep.json
 	$(FON) report $(PAPER_DIR)/math.jsonl $(PAPER_DIR)/mtbench.jsonl $(PAPER_DIR)/accuracy.json \
 	    $(PAPER_DIR)/winrate-mtbench.json $(PAPER_DIR)/attribution.json $(PAPER_DIR)/sweep.json -o $(PAPER_DIR)/report
 

@@ -263,3 +263,29 @@ def test_sweep_command_rejects_a_bad_k_list_and_chrf_without_references(tmp_path
     assert bad_k.exit_code == 2 and "comma-separated" in bad_k.output
     no_refs = CliRunner().invoke(command, [str(generated), "--metric", "chrf", "--methods", "first"])
     assert no_refs.exit_code == 2 and "--references" in no_refs.output
+
+
+def agreeing_records(size: int = 6) -> list[dict]:
+    same = [candidate(i, "The answer is 7.", 10) for i in range(size)]
+    split = [candidate(i, f"The answer is {i % 3}.", 10) for i in range(size)]
+    usage = {"sampling": {"total_tokens": 60 * size}}
+    return [
+        {"id": "same", "prompt": "q", "meta": {"answer": "7"}, "candidates": same, "usage": usage, "error": None},
+        {"id": "split", "prompt": "q", "meta": {"answer": "1"}, "candidates": split, "usage": usage, "error": None},
+    ]
+
+
+async def test_sweep_adaptive_replays_the_rounds_and_spends_fewer_tokens_where_candidates_agree() -> None:
+    from fusion_of_n.eval.sweep import adaptive_subset
+
+    same, split = agreeing_records()
+    assert len(adaptive_subset(same, 0)) == 4  # rounds 3, 1, 1, 1: after 4 agreeing, 4 > 0 + 2 left
+    assert len(adaptive_subset(split, 0)) == 6  # a three-way split is drawn in full
+    async with Pipeline(sweep_settings(["vote"])) as pipeline:
+        result = await run_sweep(agreeing_records(), pipeline, accuracy_metric("meta.answer"), ks=[6], seeds=2,
+                                 methods=["vote"], adaptive=True)  # fmt: skip
+    assert result["methods"] == ["vote", "vote+adaptive"]
+    full, adaptive = result["summary"]
+    assert (full["method"], adaptive["method"], adaptive["k"]) == ("vote", "vote+adaptive", 6)
+    assert adaptive["quality"]["mean"] == full["quality"]["mean"]
+    assert adaptive["tokens"] < full["tokens"]

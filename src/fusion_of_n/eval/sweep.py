@@ -17,6 +17,12 @@ makes no repeated call. Aggregators run with seed 0, so the key holds all that d
 prompt but the sampling ``max_tokens`` (fusion's default budget): start a new cache folder when that
 changes. Selection methods (vote, mbr, random, first) make no model calls and are recomputed. A failed
 aggregation (upstream error) is counted in ``n_failed`` of its point, never scored, never cached.
+
+``adaptive``: each method also gets the series ``METHOD+adaptive`` at k = N (the pool size): per
+record and seed, the stored samples are put in a seeded order (they are independent draws) and
+``--adaptive``'s rounds are replayed on it (:func:`adaptive_subset`); the method aggregates what would
+have been drawn, and the tokens are that subset's share. So quality against tokens shows each method
+with and without adaptive N.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from ..cliutil import friendly_errors, setup_logging
 from ..config import PipelineSettings, environment
 from ..errors import BackendError, ConfigError
 from ..pipeline.records import read_records, run_file
+from ..sampling import majority_is_settled, round_sizes
 from ..types import Params, Usage
 from .accuracy import answers_match, field_value, normalize_gold
 from .io import write_result
@@ -50,6 +57,7 @@ from .translation import read_references
 log = logging.getLogger(__name__)
 
 MODEL_METHODS = frozenset({"fusion", "bon", "usc", "auto"})
+ADAPTIVE = "+adaptive"
 Metric = Callable[[Mapping[str, Any], str], float | None]
 """(record, answer text) -> quality, or None when the record cannot be scored (no gold/reference)."""
 
@@ -207,6 +215,42 @@ def _plan(
     return jobs, plan, skipped
 
 
+def adaptive_subset(record: Mapping[str, Any], seed: int) -> tuple[int, ...]:
+    """The pool positions ``--adaptive`` would have drawn, replayed on a seeded order of the stored pool."""
+    size = len(record["candidates"])
+    order = list(range(size))
+    random.Random(f"{seed}:{record['id']}:adaptive").shuffle(order)
+    drawn: list[int] = []
+    for step in round_sizes(size):
+        drawn = order[: len(drawn) + step]
+        if majority_is_settled(record_pool(record, drawn).candidates, size - len(drawn)):
+            break
+    return tuple(sorted(drawn))
+
+
+def _plan_adaptive(
+    pipeline: Pipeline,
+    records: Sequence[Mapping[str, Any]],
+    seeds: range,
+    methods: Sequence[str],
+    jobs: dict[str, Job],
+    plan: list[Planned],
+    k: int,
+) -> None:
+    """Add the ``METHOD+adaptive`` entries (labelled with k = the largest pool) to ``jobs`` and ``plan``."""
+    by = {method: _by(pipeline, method) for method in methods}
+    for record in records:
+        for s in seeds:
+            subset = adaptive_subset(record, s)
+            for method in methods:
+                if method in MODEL_METHODS:
+                    key = SweepCache.key(record, method, subset, by[method])
+                else:
+                    key = json.dumps([str(record["id"]), method, subset])
+                jobs.setdefault(key, Job(record, method, subset, key))
+                plan.append((method + ADAPTIVE, k, s, record, subset, key))
+
+
 def _points(
     plan: Sequence[Planned], outcomes: Mapping[str, dict[str, Any] | None], metric: Metric
 ) -> dict[tuple[str, int, int], list[dict[str, Any]]]:
@@ -236,8 +280,10 @@ async def run_sweep(
     seed: int = 0,
     params: Params | None = None,
     concurrency: int = 8,
+    adaptive: bool = False,
 ) -> dict[str, Any]:
-    """The ``"kind": "sweep"`` result: ``points`` per (method, k, seed) and a ``summary`` per (method, k)."""
+    """The ``"kind": "sweep"`` result: ``points`` per (method, k, seed) and a ``summary`` per (method, k);
+    with ``adaptive``, also ``METHOD+adaptive`` at k = the largest pool (module docstring)."""
     usable: list[Mapping[str, Any]] = []
     rejected: dict[str, int] = defaultdict(int)
     for record in records:
@@ -257,11 +303,15 @@ async def run_sweep(
     ks = sorted(set(ks))
     seed_range = range(seed, seed + seeds)
     jobs, plan, skipped = _plan(pipeline, usable, ks, seed_range, methods)
+    series = [(method, list(ks)) for method in methods]
+    if adaptive:
+        _plan_adaptive(pipeline, usable, seed_range, methods, jobs, plan, largest)
+        series += [(method + ADAPTIVE, [largest]) for method in methods]
     outcomes, stats = await _run_jobs(pipeline, jobs.values(), cache or SweepCache(None), params, concurrency)
     cells = _points(plan, outcomes, metric)
     points, summary = [], []
-    for method in methods:
-        for k in ks:
+    for method, method_ks in series:
+        for k in method_ks:
             rows: list[dict[str, Any]] = []
             for s in seed_range:
                 cell = [r for r in cells.get((method, k, s), []) if not r["failed"]]
@@ -276,7 +326,7 @@ async def run_sweep(
         "ks": list(ks),
         "seeds": seeds,
         "seed": seed,
-        "methods": list(methods),
+        "methods": [method for method, _ in series],
         "n_records": len(usable),
         "skipped": {**rejected, **skipped},
         "calls": {"made": stats.calls_made, "cache_hits": stats.cache_hits, "failed": len(stats.failures)},
@@ -308,8 +358,8 @@ def sweep_settings(methods: Sequence[str], fusor: Any = None, judge: Any = None)
 
     Aggregators run with seed 0 (fusion's presentation order, random's pick) whatever the subset seed,
     so a cached aggregation stays valid across sweeps."""
-    if {"fusion", "usc"} & set(methods) and fusor is None:
-        raise ConfigError("fusion and usc need a fusor: pass --fusor SPEC (e.g. openai:MODEL@URL)")
+    if {"fusion", "usc", "auto"} & set(methods) and fusor is None:
+        raise ConfigError("fusion, usc and auto need a fusor: pass --fusor SPEC (e.g. openai:MODEL@URL)")
     if "bon" in methods and judge is None and fusor is None:
         raise ConfigError("bon needs a judge: pass --judge SPEC (or --fusor, which then judges)")
     # Pipeline wants a model to sample from; the sweep never samples, and selection methods call nothing.
@@ -330,6 +380,7 @@ def sweep_settings(methods: Sequence[str], fusor: Any = None, judge: Any = None)
 @click.option("--references", default=None, type=click.Path(exists=True, dir_okay=False), help="REFS.jsonl (chrf).")
 @click.option("--cache", default=None, type=click.Path(file_okay=False), help="Folder of the call cache.")
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--adaptive", is_flag=True, help="Also replay --adaptive on each pool: METHOD+adaptive at k = N.")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Result JSON (default: stdout).")
 @click.option("-v", "--verbose", count=True, help="Show tracebacks.")
 @friendly_errors
@@ -368,6 +419,7 @@ def command(output_file: str, ks: str, methods: str, metric: str, references: st
                 seed=options["seed"],
                 params=_manifest_params(output_file),
                 concurrency=options["concurrency"],
+                adaptive=options["adaptive"],
             )
 
     result = asyncio.run(main())
