@@ -341,12 +341,16 @@ def _copy_hashing(src: BinaryIO, out: BinaryIO, digest: hashlib._Hash) -> None:
         out.write(block)
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (model files; train data files)."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(_BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+_sha256_file = sha256_file  # the name the assembly code calls (tests count its calls)
 
 
 def _stamp_path(target: Path) -> Path:

@@ -109,6 +109,17 @@ def majority_is_settled(candidates: Sequence[Candidate], remaining: int) -> bool
     return leader > runner_up + remaining
 
 
+def adaptive_prefix(ordered: Sequence[Candidate]) -> int:
+    """How many of ``ordered`` (samples in the order they would be drawn) ``--adaptive`` would draw
+    before stopping: its rounds replayed on a stored pool (for sweeps and benchmarks)."""
+    drawn = 0
+    for size in round_sizes(len(ordered)):
+        drawn += size
+        if majority_is_settled(ordered[:drawn], len(ordered) - drawn):
+            break
+    return drawn
+
+
 async def sample_adaptive(backends: Sequence[Backend], request: Request, n: int, *, min_candidates: int = 1) -> Pool:
     """Like :func:`sample` with ``n`` as the maximum per model, drawn in rounds (module docstring)."""
     if n < 1:

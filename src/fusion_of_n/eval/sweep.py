@@ -46,7 +46,7 @@ from ..cliutil import friendly_errors, setup_logging
 from ..config import PipelineSettings, environment
 from ..errors import BackendError, ConfigError
 from ..pipeline.records import read_records, run_file
-from ..sampling import majority_is_settled, round_sizes
+from ..sampling import adaptive_prefix
 from ..types import Params, Usage
 from .accuracy import answers_match, field_value, normalize_gold
 from .io import write_result
@@ -217,15 +217,10 @@ def _plan(
 
 def adaptive_subset(record: Mapping[str, Any], seed: int) -> tuple[int, ...]:
     """The pool positions ``--adaptive`` would have drawn, replayed on a seeded order of the stored pool."""
-    size = len(record["candidates"])
-    order = list(range(size))
+    order = list(range(len(record["candidates"])))
     random.Random(f"{seed}:{record['id']}:adaptive").shuffle(order)
-    drawn: list[int] = []
-    for step in round_sizes(size):
-        drawn = order[: len(drawn) + step]
-        if majority_is_settled(record_pool(record, drawn).candidates, size - len(drawn)):
-            break
-    return tuple(sorted(drawn))
+    drawn = adaptive_prefix(record_pool(record, order).candidates)
+    return tuple(sorted(order[:drawn]))
 
 
 def _plan_adaptive(

@@ -39,14 +39,6 @@ MANIFEST = TRAIN_MANIFEST
 OWNED = (MANIFEST, "checkpoints", "hf", "model.gguf", "loss.png", ".model.gguf.tmp", ".hf.tmp")
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError
+from ..models import sha256_file
 from .bases import base_folder
 from .convert import converter_dir, hf_to_gguf
 from .deps import package_versions, require_training
 from .examples import load_examples, split_examples
-from .manifest import KIND, file_sha256, fingerprint, loss_curves, plot_loss, prepare, read_manifest, write_manifest
+from .manifest import KIND, fingerprint, loss_curves, plot_loss, prepare, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ def train(config: TrainConfig, cache_dir: Path, observer: TrainObserver | None =
     excluded = ", ".join(f"{reason} {count}" for reason, count in examples.exclusions.items()) or "none"
     observer.stage(f"{len(examples.rows)} {config.method} examples; left out: {excluded}")
     data = [
-        {"path": str(Path(p).resolve()), "sha256": file_sha256(p), "format": examples.formats[p]} for p in config.data
+        {"path": str(Path(p).resolve()), "sha256": sha256_file(Path(p)), "format": examples.formats[p]}
+        for p in config.data
     ]
     result_settings = {k: v for k, v in config.hyperparameters().items() if k not in ("threads", "save_steps")}
     settings = {"base": config.base, "method": config.method, "data": [d["sha256"] for d in data],
