@@ -4,7 +4,7 @@
 
 For each generate record (N samples per model, in pool order) the adaptive rounds are replayed on the
 stored candidates: the first ``round_sizes(N)[0]`` of them, then the next rounds, stopping where
-``--adaptive`` would (``fusion_of_n.sampling.majority_is_settled``). Samples are independent draws, so
+``--adaptive`` would (``fusion_of_n.sampling.adaptive_prefix``). Samples are independent draws, so
 the first k stored samples stand for what an adaptive run would have drawn. Vote is computed on the
 drawn candidates and on the whole pool; accuracy against the gold answer and completion tokens are
 printed with seeded 95% bootstrap intervals over records. No model is called.
@@ -19,24 +19,16 @@ from typing import Any
 from fusion_of_n.answers import extract_answer
 from fusion_of_n.eval.accuracy import answers_match, field_value, majority_answer, normalize_gold
 from fusion_of_n.eval.stats import mean_ci
+from fusion_of_n.eval.subsets import record_pool
 from fusion_of_n.pipeline.records import read_any_records
-from fusion_of_n.sampling import majority_is_settled, round_sizes
+from fusion_of_n.sampling import adaptive_prefix, round_sizes
 from fusion_of_n.types import Candidate
 
 
 def replay(record: dict[str, Any]) -> tuple[list[Candidate], list[Candidate]]:
-    """(drawn, whole pool) for one record with a single model's samples."""
-    pool = [
-        Candidate(c["text"], c["model"], c.get("finish_reason"), index=c["index"],
-                  completion_tokens=c.get("completion_tokens"), excluded=bool(c.get("excluded")))
-        for c in record["candidates"]
-    ]  # fmt: skip
-    drawn: list[Candidate] = []
-    for size in round_sizes(len(pool)):
-        drawn = pool[: len(drawn) + size]
-        if majority_is_settled(drawn, len(pool) - len(drawn)):
-            break
-    return drawn, pool
+    """(drawn, whole pool) for one record with a single model's samples, in pool order."""
+    pool = list(record_pool(record, range(len(record["candidates"]))).candidates)
+    return pool[: adaptive_prefix(pool)], pool
 
 
 def vote_correct(candidates: list[Candidate], gold: str | None) -> float:

@@ -23,16 +23,15 @@ from fusion_of_n.answers import extract_answer
 from fusion_of_n.backends import create_backend
 from fusion_of_n.eval.accuracy import answers_match, field_value, normalize_gold
 from fusion_of_n.eval.stats import mean_ci
+from fusion_of_n.eval.subsets import record_pool
 from fusion_of_n.pipeline.records import read_any_records
 from fusion_of_n.types import Candidate, Params, Request
 
 
 def pool_of(record: dict[str, Any]) -> list[Candidate]:
-    candidates = [
-        Candidate(c["text"], c["model"], c.get("finish_reason"), index=c["index"], excluded=bool(c.get("excluded")))
-        for c in record["candidates"]
-    ]
-    return [c for c in candidates if not c.excluded] or candidates
+    """The candidates fusion saw in generate: the usable ones, or all when none is."""
+    pool = record_pool(record, range(len(record["candidates"])))
+    return list(pool.usable or pool.candidates)
 
 
 async def main(args: argparse.Namespace) -> None:
