@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from fusion_of_n.aggregators.base import AggregatorOptions, build_aggregator
-from fusion_of_n.aggregators.fusion import Fusion, parse_fusion, presentation_order, render_fusion_prompt
+from fusion_of_n.aggregators.fusion import (
+    FALLBACK_FUSOR_BUDGET,
+    MIN_FUSOR_BUDGET,
+    Fusion,
+    parse_fusion,
+    presentation_order,
+    render_fusion_prompt,
+)
 from fusion_of_n.errors import ConfigError, UpstreamHTTPError
 from fusion_of_n.testing import FakeBackend, HTTPFault, Reply
 from fusion_of_n.types import Candidate, Params, Request
@@ -149,6 +156,21 @@ async def test_fusor_budget_defaults_to_twice_candidate_max_tokens_and_temperatu
     )
     params = fusor.calls[0].request.params
     assert params.max_tokens == 100 and params.temperature == 0.0
+
+
+async def test_fusor_budget_without_max_tokens_follows_the_longest_candidate_and_is_never_unbounded() -> None:
+    pool = [Candidate("a", "m", index=0, completion_tokens=300), Candidate("b", "m", index=1, completion_tokens=900)]
+    short = [Candidate("a", "m", index=0, completion_tokens=10)]
+    uncounted = [Candidate("a", "m", index=0)]
+    budgets = []
+    for candidates in (pool, short, uncounted):
+        fusor = FakeBackend(["[[x]]"])
+        await Fusion(fusor).aggregate(Request.from_prompt("q"), candidates)
+        budgets.append(fusor.calls[0].request.params.max_tokens)
+    assert budgets == [1800, MIN_FUSOR_BUDGET, FALLBACK_FUSOR_BUDGET]
+    fusor = FakeBackend(["[[x]]"])
+    await Fusion(fusor, max_tokens=77).aggregate(Request.from_prompt("q", params=Params(max_tokens=50)), pool)
+    assert fusor.calls[0].request.params.max_tokens == 77  # --fusor-max-tokens wins
 
 
 async def test_explicit_language_overrides_detection() -> None:

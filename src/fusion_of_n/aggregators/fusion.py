@@ -89,6 +89,26 @@ ANSWER_FORMAT = OutputFormat(
 """The format of the re-ask step: the answer alone."""
 
 
+MIN_FUSOR_BUDGET = 512
+FALLBACK_FUSOR_BUDGET = 4096
+
+
+def fusor_budget(explicit: int | None, sampling_max_tokens: int | None, candidates: Sequence[Candidate]) -> int:
+    """The fusor's ``max_tokens``: ``explicit`` (``--fusor-max-tokens``) if given; else twice the
+    candidates' ``max_tokens`` (room for the comparison and an answer as long as the longest
+    candidate); else twice the longest candidate's completion tokens, at least ``MIN_FUSOR_BUDGET``;
+    else (no counts reported) ``FALLBACK_FUSOR_BUDGET``. Never unbounded: a fusor that degenerates into
+    repetition must not write until its context is full."""
+    if explicit is not None:
+        return explicit
+    if sampling_max_tokens is not None:
+        return 2 * sampling_max_tokens
+    counts = [c.completion_tokens for c in candidates if c.completion_tokens is not None]
+    if counts:
+        return max(MIN_FUSOR_BUDGET, 2 * max(counts))
+    return FALLBACK_FUSOR_BUDGET
+
+
 def comparison_limit(budget: int | None) -> int:
     """Characters the comparison may take: the fusor's token budget (a third of it in English), capped."""
     return DEFAULT_COMPARISON_LIMIT if budget is None else max(40, min(MAX_COMPARISON_LIMIT, budget))
@@ -245,7 +265,7 @@ def render_fusion_prompt(instruction: str, texts: Sequence[str], language: str |
 @dataclass(frozen=True)
 class Fusion:
     """Fuse the pool with ``fusor``. ``seed`` fixes the presentation order; ``max_tokens`` caps the
-    fusor's reply (None: twice the candidates' max_tokens if set, else the backend's default)."""
+    fusor's reply (None: :func:`fusor_budget`)."""
 
     fusor: Backend
     seed: int | None = None
@@ -275,9 +295,7 @@ class Fusion:
 
     def fusor_request(self, request: Request, candidates: Sequence[Candidate]) -> tuple[Request, list[int]]:
         messages, order = self.messages(request, candidates)
-        budget = self.max_tokens
-        if budget is None and request.params.max_tokens is not None:
-            budget = 2 * request.params.max_tokens
+        budget = fusor_budget(self.max_tokens, request.params.max_tokens, candidates)
         fusor_request = request.with_messages(
             messages, temperature=self.temperature, max_tokens=budget, top_logprobs=None,
             output_format=fusion_format(budget),
