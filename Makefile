@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test install install-dev install-train lint bench clean paper-mini student-data student-mini
+.PHONY: demo test install install-dev install-train lint bench clean paper-mini paper-mini-sweep student-data student-mini
 
 $(VENV)/.created:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fusion-of-n needs Python 3.11+ (set PYTHON=...)"'
@@ -81,6 +81,14 @@ paper-mini: install
 	    --metric accuracy --answers meta.answer --adaptive -o $(PAPER_DIR)/sweep.json
 	$(FON) report $(PAPER_DIR)/math.jsonl $(PAPER_DIR)/mtbench.jsonl $(PAPER_DIR)/accuracy.json \
 	    $(PAPER_DIR)/winrate-mtbench.json $(PAPER_DIR)/attribution.json $(PAPER_DIR)/sweep.json -o $(PAPER_DIR)/report
+
+# auto against every fixed method over k-subsets of paper-mini's math pools (run after paper-mini; ~40 min:
+# each fused or judged subset is a 1.5B call; cached in $(PAPER_DIR)/sweep-cache, so a rerun is quick)
+paper-mini-sweep: install
+	$(FON) sweep $(PAPER_DIR)/math.jsonl --k 3,5 --seeds 2 --methods auto,fusion,bon,vote,mbr,random,first \
+	    --fusor $(PAPER_FUSOR) --judge $(PAPER_JUDGE) --concurrency 1 \
+	    --metric accuracy --answers meta.answer -o $(PAPER_DIR)/sweep-auto.json
+	$(PY) benchmarks/sweep_table.py $(PAPER_DIR)/sweep-auto.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

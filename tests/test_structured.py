@@ -236,10 +236,15 @@ def test_usc_and_judge_replies_are_constrained_to_the_formats_their_parsers_read
 
     golden("usc_format.txt", usc_format(3).grammar)
     golden("judge_format.txt", JUDGE_FORMAT.grammar)
-    assert '("1" | "2" | "3")' in usc_format(3).grammar and usc_format(3).json_schema is None
-    assert parse_choice("Response 3.", 3) == 3  # what the grammar lets through is what the parser reads
-    rating = parse_rating("Rating: 7")
-    assert rating is not None and rating.value == 7
+    assert '("1" | "2" | "3")' in usc_format(3).grammar
+    assert usc_format(3).json_schema["properties"]["response"]["enum"] == [1, 2, 3]  # type: ignore[index]
+    assert JUDGE_FORMAT.json_schema["properties"]["rating"]["enum"] == list(range(1, 10))  # type: ignore[index]
+    # what the grammar and the schema let through is what the parsers read
+    assert parse_choice("Response 3.", 3) == 3 and parse_choice('{"response": 2}', 3) == 2
+    assert parse_choice('{"response": 4}', 3) is None
+    for reply in ("Rating: 7", '{"rating": 7}', '{"rating":7}'):
+        rating = parse_rating(reply)
+        assert rating is not None and rating.value == 7 and reply[rating.start : rating.end] == "7"
     assert LLMJudge(FakeBackend(["Rating: 7"])).params.output_format == JUDGE_FORMAT
 
 
@@ -253,3 +258,36 @@ def test_the_local_backend_can_be_told_not_to_constrain() -> None:
     assert constrained._params(Params(output_format=fmt)).output_format == fmt  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="structured='json' is not one of grammar, none"):
         create_backend("local:smollm2-135m#structured=json", {})
+
+
+async def test_usc_and_the_judge_send_their_schemas_to_servers_and_read_the_json_replies() -> None:
+    from fusion_of_n.aggregators.usc import UniversalSelfConsistency
+    from fusion_of_n.scorers.judge import LLMJudge
+
+    with FakeOpenAIServer(['{"response": 2}', '{"rating": 8}', '{"rating": 3}']) as server:
+        backend = OpenAIBackend("m", base_url=server.url, structured="json")
+        try:
+            chosen = await UniversalSelfConsistency(backend).aggregate(Request.from_prompt(PROMPT), POOL)
+            scoring = await LLMJudge(backend, top_logprobs=None).score(Request.from_prompt(PROMPT), POOL)
+        finally:
+            await backend.aclose()
+        bodies = [r.body for r in server.requests if r.path.endswith("/chat/completions")]
+    assert chosen.chosen == 1 and chosen.text == POOL[1].text and "usc_reasked" not in chosen.flags
+    assert sorted(scoring.scores) == [3.0, 8.0]  # type: ignore[type-var]
+    names = [b["response_format"]["json_schema"]["name"] for b in bodies]
+    assert names == ["usc_choice", "judge_rating", "judge_rating"]
+
+
+async def test_a_judge_on_a_server_that_refuses_schemas_falls_back_to_the_free_prompt() -> None:
+    from fusion_of_n.scorers.judge import LLMJudge
+
+    with FakeOpenAIServer([HTTPFault(400, "response_format is not supported"), "Rating: 6", "Rating: 4"]) as server:
+        backend = OpenAIBackend("judge", base_url=server.url, retries=0)
+        try:
+            scoring = await LLMJudge(backend, top_logprobs=None).score(Request.from_prompt(PROMPT), POOL[:1])
+            again = await LLMJudge(backend, top_logprobs=None).score(Request.from_prompt(PROMPT), POOL[1:])
+        finally:
+            await backend.aclose()
+        bodies = [r.body for r in server.requests if r.path.endswith("/chat/completions")]
+    assert list(scoring.scores) == [6.0] and list(again.scores) == [4.0] and backend.structured == "none"
+    assert "response_format" in bodies[0] and all("response_format" not in b for b in bodies[1:])

@@ -4,7 +4,9 @@ The selector sees the conversation up to the last user turn unchanged (so the ca
 prefix of its prompt), then one user turn built from ``prompts/usc.txt``: the instruction and the
 candidates numbered 1..k in pool order. It answers at temperature 0 with a small ``max_tokens``.
 
-The reply is parsed by :func:`parse_choice` (formats in ``_CHOICE_FORMATS``: "Response 3",
+The reply is constrained where the backend can (:func:`usc_format`: a grammar on llama.cpp, a JSON
+schema on OpenAI-compatible servers) and parsed by :func:`parse_choice` (formats in
+``_CHOICE_FORMATS``: ``{"response": 3}``, "Response 3",
 "response #3", "[[3]]", "The most consistent response is 2", "the third response", "I choose 3",
 a lone "3"); a bare number inside prose ("the answer is 4") is not taken for a choice, and numbers
 outside 1..k are rejected. An unparseable reply gets one short follow-up turn asking for the number
@@ -37,10 +39,17 @@ GRAMMAR_TEMPLATE = Template(resources.files(__package__).joinpath("prompts", "us
 
 
 def usc_format(count: int) -> OutputFormat:
-    """The selector's reply where the backend can enforce it: "Response N." with N one of 1..count."""
-    return OutputFormat(
-        "usc_choice", GRAMMAR_TEMPLATE.substitute(choices=" | ".join(f'"{i}"' for i in range(1, count + 1)))
-    )
+    """The selector's reply where the backend can enforce it: "Response N." with N one of 1..count (a
+    grammar for llama.cpp; for servers, the JSON object ``{"response": N}``)."""
+    numbers = list(range(1, count + 1))
+    schema = {
+        "type": "object",
+        "properties": {"response": {"type": "integer", "enum": numbers}},
+        "required": ["response"],
+        "additionalProperties": False,
+    }
+    grammar = GRAMMAR_TEMPLATE.substitute(choices=" | ".join(f'"{i}"' for i in numbers))
+    return OutputFormat("usc_choice", grammar, schema)
 
 
 FOLLOW_UP = Template(
@@ -50,6 +59,7 @@ FOLLOW_UP = Template(
 _ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 _NOUN = r"(?:response|answer|candidate|option)"
 _CHOICE_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ('{"response": 3} (the JSON schema)', re.compile(r'"response"\s*:\s*"?(\d+)')),
     ("[[3]]", re.compile(r"\[\[\s*#?\s*(\d+)\s*\]\]")),
     (
         "the most consistent response is (Response) 3",

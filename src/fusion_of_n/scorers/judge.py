@@ -140,10 +140,19 @@ def read_verdict(reply: Candidate) -> float | None:
 
 
 JUDGE_FORMAT = OutputFormat(
-    "judge_rating", resources.files(__package__).joinpath("prompts/judge.gbnf").read_text(encoding="utf-8")
+    "judge_rating",
+    resources.files(__package__).joinpath("prompts/judge.gbnf").read_text(encoding="utf-8"),
+    {
+        "type": "object",
+        "properties": {"rating": {"type": "integer", "enum": list(range(LOW, HIGH + 1))}},
+        "required": ["rating"],
+        "additionalProperties": False,
+    },
 )
-"""The rating line the prompt asks for, enforced where the backend can (llama.cpp); no JSON form, so
-OpenAI-compatible servers get the free prompt as before."""
+"""The rating the prompt asks for, enforced where the backend can: the "Rating: N" line as a grammar
+(llama.cpp), the object ``{"rating": N}`` as a JSON schema (OpenAI-compatible servers, per their
+``structured`` option). The "Rating: 7" format of :data:`RATING_FORMATS` reads both, and the digit is
+still one token for the expected rating."""
 
 
 def load_template() -> string.Template:
