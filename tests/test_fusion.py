@@ -4,7 +4,6 @@ import pytest
 
 from fusion_of_n.aggregators.base import AggregatorOptions, build_aggregator
 from fusion_of_n.aggregators.fusion import (
-    FALLBACK_FUSOR_BUDGET,
     MIN_FUSOR_BUDGET,
     Fusion,
     parse_fusion,
@@ -149,25 +148,45 @@ async def test_fusor_upstream_error_propagates_and_never_becomes_an_answer() -> 
         await Fusion(fusor).aggregate(Request.from_prompt("q"), _candidates("a"))
 
 
-async def test_fusor_budget_defaults_to_twice_candidate_max_tokens_and_temperature_zero() -> None:
+async def test_the_clients_sampling_params_never_reach_the_fusor() -> None:
+    """stop/seed/top_p/max_tokens of a request are for the candidates: a client's stop "\n" must not cut
+    the fusor before its [[ ]] answer, and its max_tokens does not size the fusor's budget."""
     fusor = FakeBackend(["[[x]]"])
-    await Fusion(fusor).aggregate(
-        Request.from_prompt("q", params=Params(max_tokens=50, temperature=0.9)), _candidates("a")
-    )
+    client = Params(max_tokens=50, temperature=0.9, top_p=0.5, seed=7, stop=("\n",), top_logprobs=3)
+    pool = [Candidate("a", "m", index=0, completion_tokens=300)]
+    await Fusion(fusor).aggregate(Request.from_prompt("q", params=client), pool)
     params = fusor.calls[0].request.params
-    assert params.max_tokens == 100 and params.temperature == 0.0
+    assert (params.temperature, params.top_p, params.seed, params.stop, params.top_logprobs) == (
+        0.0,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert params.max_tokens == 600  # from the pool, not the client's 50
+    assert params.output_format is not None and params.output_format.name == "fusion"
 
 
-async def test_fusor_budget_without_max_tokens_follows_the_longest_candidate_and_is_never_unbounded() -> None:
+async def test_the_pipeline_sizes_the_fusor_from_its_settings() -> None:
+    from fusion_of_n.api import Pipeline
+    from fusion_of_n.config import PipelineSettings
+
+    configured = Pipeline(PipelineSettings.of(models=("fake:echo",), max_tokens=40))
+    explicit = Pipeline(PipelineSettings.of(models=("fake:echo",), max_tokens=40, fusor_max_tokens=99))
+    free = Pipeline(PipelineSettings.of(models=("fake:echo",)))
+    assert (configured.fusor_max_tokens(), explicit.fusor_max_tokens(), free.fusor_max_tokens()) == (80, 99, None)
+
+
+async def test_fusor_budget_follows_the_longest_candidate_and_is_never_unbounded() -> None:
     pool = [Candidate("a", "m", index=0, completion_tokens=300), Candidate("b", "m", index=1, completion_tokens=900)]
     short = [Candidate("a", "m", index=0, completion_tokens=10)]
-    uncounted = [Candidate("a", "m", index=0)]
+    uncounted = [Candidate("a" * 1000, "m", index=0)]
     budgets = []
     for candidates in (pool, short, uncounted):
         fusor = FakeBackend(["[[x]]"])
         await Fusion(fusor).aggregate(Request.from_prompt("q"), candidates)
         budgets.append(fusor.calls[0].request.params.max_tokens)
-    assert budgets == [1800, MIN_FUSOR_BUDGET, FALLBACK_FUSOR_BUDGET]
+    assert budgets == [1800, MIN_FUSOR_BUDGET, 2000]  # uncounted: characters bound the tokens
     fusor = FakeBackend(["[[x]]"])
     await Fusion(fusor, max_tokens=77).aggregate(Request.from_prompt("q", params=Params(max_tokens=50)), pool)
     assert fusor.calls[0].request.params.max_tokens == 77  # --fusor-max-tokens wins

@@ -165,7 +165,7 @@ async def test_one_by_one_sample_i_uses_seed_plus_i(tmp_path: Path) -> None:
     request = ask("Invent a name for a cat.", max_tokens=12, temperature=0.8, seed=1234)
 
     first = await backend.generate(request, n=2)
-    second_alone = await backend.generate(request.with_messages(request.messages, seed=1235))
+    second_alone = await backend.generate(request.with_params(seed=1235))
 
     assert first.candidates[1].text == second_alone.candidates[0].text
 
@@ -178,7 +178,7 @@ async def test_stop_string_ends_the_answer_before_it(smollm2: LocalBackend) -> N
     stop = free[middle : middle + 3]
     assert len(stop.strip()) == 3, free
 
-    stopped = (await smollm2.generate(request.with_messages(request.messages, stop=(stop,)))).candidates[0]
+    stopped = (await smollm2.generate(request.with_params(stop=(stop,)))).candidates[0]
 
     assert stopped.text == free[: free.index(stop)]
     assert stopped.finish_reason == "stop"
@@ -340,7 +340,7 @@ async def test_a_decoded_sequence_equals_create_chat_completion_for_its_seed(
     one_by_one = _smollm2(tmp_path, "parallel=1")
 
     for seed in (1234, 7, 99):
-        alone = (await one_by_one.generate(request.with_messages(request.messages, seed=seed))).candidates[0]
+        alone = (await one_by_one.generate(request.with_params(seed=seed))).candidates[0]
         assert _decode_alone(smollm2, request, seed) == alone.text
 
 
@@ -396,11 +396,11 @@ async def test_groups_of_parallel_samples_and_fallbacks(tmp_path: Path) -> None:
 
     # the prompt plus 3 x 200 tokens do not fit n_ctx=256: sampled one by one, the prompt counted thrice
     tight = _smollm2(tmp_path, "n_ctx=256")
-    unfit = await tight.generate(request.with_messages(request.messages, max_tokens=200), n=3)
+    unfit = await tight.generate(request.with_params(max_tokens=200), n=3)
     assert len(unfit.candidates) == 3 and unfit.usage.prompt_tokens == 3 * one
 
     # top_logprobs are recorded on the one-by-one path
-    scored = await _smollm2(tmp_path).generate(request.with_messages(request.messages, top_logprobs=2), n=2)
+    scored = await _smollm2(tmp_path).generate(request.with_params(top_logprobs=2), n=2)
     assert all(c.logprobs for c in scored.candidates)
 
 

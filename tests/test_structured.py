@@ -85,11 +85,10 @@ def test_a_streamed_json_answer_is_always_a_prefix_of_the_parsed_one(
 
 async def test_the_fusor_request_carries_the_format_for_its_budget() -> None:
     fusor = FakeBackend([Reply("Comparison: 1 is fine.\n\n[[Das Wetter ist schön.]]")])
-    request = Request.from_prompt(PROMPT, params=Params(max_tokens=150))
-    decision = await Fusion(fusor).aggregate(request, POOL)
+    decision = await Fusion(fusor, max_tokens=300).aggregate(Request.from_prompt(PROMPT), POOL)
     assert decision.text == "Das Wetter ist schön." and decision.flags == ()
     (call,) = fusor.calls
-    assert call.request.params.output_format == fusion_format(300)  # twice the candidates' budget
+    assert call.request.params.output_format == fusion_format(300) and call.request.params.max_tokens == 300
 
 
 UNBRACKETED = "Comparison: 1 is more natural; 2 is terse. Both are correct German."
@@ -218,8 +217,8 @@ async def test_the_embedded_fusor_reply_always_has_the_format(spec: str) -> None
     try:
         for prompt, texts in prompts:
             pool = [Candidate(t, "m", "stop", index=i) for i, t in enumerate(texts)]
-            request = Request.from_prompt(prompt, params=Params(max_tokens=128, seed=1))
-            decision = await Fusion(backend).aggregate(request, pool)
+            request = Request.from_prompt(prompt, params=Params(seed=1))
+            decision = await Fusion(backend, max_tokens=128).aggregate(request, pool)
             reply, flags = decision.extra["raw_reply"], set(decision.flags)
             assert reply.startswith("Comparison: ") and "\n\nFinal response:\n[[" in reply, reply
             assert decision.text.strip() and len(decision.text) < len(reply), reply

@@ -8,7 +8,7 @@ from fusion_of_n.aggregators import AggregatorOptions, build_aggregator
 from fusion_of_n.aggregators.usc import UniversalSelfConsistency, parse_choice, render_usc_prompt
 from fusion_of_n.errors import ConfigError, UpstreamUnreachable
 from fusion_of_n.testing import FakeBackend
-from fusion_of_n.types import Candidate, Request, message_text
+from fusion_of_n.types import Candidate, Params, Request, message_text
 
 QUESTION = "How many legs do 3 spiders have?"
 TEXTS = [
@@ -95,7 +95,7 @@ async def test_earlier_conversation_is_kept_as_a_prefix_and_user_params_do_not_l
         {"role": "assistant", "content": "Ahoy"},
         {"role": "user", "content": QUESTION},
     )
-    request = Request.from_prompt(QUESTION).with_messages(history, stop=("\n",), temperature=1.2, top_logprobs=3)
+    request = Request(tuple(history), Params(temperature=1.2, stop=("\n",), top_logprobs=3))
     selector = FakeBackend(["Response 2"])
     await UniversalSelfConsistency(selector).aggregate(request, pool(TEXTS, [0, 1, 2]))
     sent = selector.calls[0].request

@@ -75,10 +75,18 @@ class Pipeline:
                 selector=fusor_backend,
                 scorer=self.scorer() if method == "bon" or (method == "auto" and self._tie_breaker()) else None,
                 seed=self.settings.seed,
-                fusor_max_tokens=self.settings.fusor_max_tokens,
+                fusor_max_tokens=self.fusor_max_tokens(),
             )
             self._aggregators[key] = build_aggregator(method, options)
         return self._aggregators[key]
+
+    def fusor_max_tokens(self) -> int | None:
+        """The fusor's budget from the settings (never from a request): ``fusor_max_tokens``, else twice
+        the configured ``max_tokens``, else None (the fusion aggregator then derives it from the pool)."""
+        s = self.settings
+        if s.fusor_max_tokens is not None:
+            return s.fusor_max_tokens
+        return 2 * s.max_tokens if s.max_tokens is not None else None
 
     def _tie_breaker(self) -> bool:
         """auto breaks vote ties with BoN only when a judge or reward model was configured explicitly."""

@@ -71,9 +71,14 @@ class Request:
         messages.append({"role": "user", "content": prompt})
         return cls(tuple(messages), params or Params(), language)
 
-    def with_messages(self, messages: Sequence[Message], **params: Any) -> Request:
-        """A request for a helper call (fusor, judge) that keeps our sampling params unless overridden."""
-        return Request(tuple(messages), self.params.replace(**params), self.language)
+    def with_messages(self, messages: Sequence[Message], params: Params) -> Request:
+        """A request for a helper call (fusor, judge) with its own ``params``: the client's sampling
+        parameters (stop, seed, top_p, max_tokens) apply to the candidates only, never to the fusor."""
+        return Request(tuple(messages), params, self.language)
+
+    def with_params(self, **changes: Any) -> Request:
+        """The same request with some sampling parameters changed."""
+        return Request(self.messages, self.params.replace(**changes), self.language)
 
     @property
     def last_user_text(self) -> str:

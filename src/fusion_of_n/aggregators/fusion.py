@@ -56,7 +56,7 @@ from string import Template
 from ..backends.base import Backend, StreamingBackend
 from ..errors import ConfigError
 from ..language import target_language
-from ..types import Aggregation, Candidate, OutputFormat, Request, Usage
+from ..types import Aggregation, Candidate, OutputFormat, Params, Request, Usage
 from .base import AggregatorOptions, register
 
 _LABEL = re.compile(
@@ -90,23 +90,21 @@ ANSWER_FORMAT = OutputFormat(
 
 
 MIN_FUSOR_BUDGET = 512
-FALLBACK_FUSOR_BUDGET = 4096
 
 
-def fusor_budget(explicit: int | None, sampling_max_tokens: int | None, candidates: Sequence[Candidate]) -> int:
-    """The fusor's ``max_tokens``: ``explicit`` (``--fusor-max-tokens``) if given; else twice the
-    candidates' ``max_tokens`` (room for the comparison and an answer as long as the longest
-    candidate); else twice the longest candidate's completion tokens, at least ``MIN_FUSOR_BUDGET``;
-    else (no counts reported) ``FALLBACK_FUSOR_BUDGET``. Never unbounded: a fusor that degenerates into
-    repetition must not write until its context is full."""
+def fusor_budget(explicit: int | None, candidates: Sequence[Candidate]) -> int:
+    """The fusor's ``max_tokens``: ``explicit`` if given (the Pipeline passes ``--fusor-max-tokens``,
+    else twice the configured ``--max-tokens``: room for the comparison and an answer as long as the
+    longest candidate); else twice the longest candidate's completion tokens (its length in characters
+    where the backend reported no count: an upper bound for every tokenizer but byte fallback), at
+    least ``MIN_FUSOR_BUDGET``. Never a request's
+    ``max_tokens`` (a proxy client's limit is for the candidates), never unbounded (a fusor that
+    degenerates into repetition must not write until its context is full)."""
     if explicit is not None:
         return explicit
-    if sampling_max_tokens is not None:
-        return 2 * sampling_max_tokens
-    counts = [c.completion_tokens for c in candidates if c.completion_tokens is not None]
-    if counts:
-        return max(MIN_FUSOR_BUDGET, 2 * max(counts))
-    return FALLBACK_FUSOR_BUDGET
+    longest = max((c.completion_tokens if c.completion_tokens is not None else len(c.text) for c in candidates),
+                  default=0)  # fmt: skip
+    return max(MIN_FUSOR_BUDGET, 2 * longest)
 
 
 def comparison_limit(budget: int | None) -> int:
@@ -295,11 +293,9 @@ class Fusion:
 
     def fusor_request(self, request: Request, candidates: Sequence[Candidate]) -> tuple[Request, list[int]]:
         messages, order = self.messages(request, candidates)
-        budget = fusor_budget(self.max_tokens, request.params.max_tokens, candidates)
-        fusor_request = request.with_messages(
-            messages, temperature=self.temperature, max_tokens=budget, top_logprobs=None,
-            output_format=fusion_format(budget),
-        )  # fmt: skip
+        budget = fusor_budget(self.max_tokens, candidates)
+        params = Params(self.temperature, max_tokens=budget, seed=self.seed, output_format=fusion_format(budget))
+        fusor_request = request.with_messages(messages, params)
         return fusor_request, order
 
     def decide(
@@ -347,7 +343,9 @@ class Fusion:
         follow_up = REASK_TEMPLATE.substitute(language=language or UNKNOWN_LANGUAGE).strip()
         messages = [*fusor_request.messages, {"role": "assistant", "content": reply},
                     {"role": "user", "content": follow_up}]  # fmt: skip
-        again = await self.fusor.generate(fusor_request.with_messages(messages, output_format=ANSWER_FORMAT), n=1)
+        again = await self.fusor.generate(
+            fusor_request.with_messages(messages, fusor_request.params.replace(output_format=ANSWER_FORMAT)), n=1
+        )
         answer = again.candidates[0]
         usage = {"fusion": decision.usage["fusion"] + again.usage}
         parsed = parse_fusion(answer.text)
