@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Sequence
+
 import pytest
 from sacrebleu.metrics.chrf import CHRF
 
-from fusion_of_n.aggregators import AggregatorOptions, build_aggregator
+from fusion_of_n.aggregators import AggregatorOptions, build_aggregator, mbr
 from fusion_of_n.aggregators.mbr import MBR, mbr_utilities
 from fusion_of_n.types import Candidate, Request
 
@@ -74,3 +78,27 @@ def test_mbr_utilities_needs_two_texts() -> None:
 
 def test_registry_builds_mbr() -> None:
     assert isinstance(build_aggregator("mbr", AggregatorOptions()), MBR)
+
+
+async def test_the_chrf_matrix_is_computed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop runs another coroutine while the utilities are computed: the computation waits for it."""
+    loop = asyncio.get_running_loop()
+    computing = asyncio.Event()
+    loop_ran = threading.Event()
+    seen: list[tuple[int, bool]] = []
+
+    def watched(texts: Sequence[str], *, word_order: int = 0) -> list[float]:
+        loop.call_soon_threadsafe(computing.set)
+        seen.append((threading.get_ident(), loop_ran.wait(timeout=30)))  # the timeout only ends a failure
+        return mbr_utilities(texts, word_order=word_order)
+
+    async def meanwhile() -> None:
+        await computing.wait()
+        loop_ran.set()
+
+    monkeypatch.setattr(mbr, "mbr_utilities", watched)
+    long_pool = pool([text * 200 for text in CONSENSUS])
+    result, _ = await asyncio.gather(MBR().aggregate(REQUEST, long_pool), meanwhile())
+    assert result.chosen != 3
+    assert [waited for _, waited in seen] == [True]
+    assert seen[0][0] != threading.get_ident()

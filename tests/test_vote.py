@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 from fusion_of_n.aggregators import AggregatorOptions, build_aggregator
 from fusion_of_n.aggregators.vote import MajorityVote
+from fusion_of_n.answers import extract_answer
 from fusion_of_n.types import Candidate, Request
 
 REQUEST = Request.from_prompt("What is 2 + 3?")
@@ -82,3 +86,38 @@ async def test_a_custom_extractor_decides_the_votes() -> None:
 async def test_registry_builds_vote_without_any_model() -> None:
     aggregator = build_aggregator("vote", AggregatorOptions())
     assert isinstance(aggregator, MajorityVote)
+
+
+ADVERSARIAL = "\\boxed{" * 4_000  # 28 KB of unclosed boxes: minutes for the old forward scan
+
+
+async def test_a_pool_of_adversarial_candidates_is_voted_correctly() -> None:
+    texts = [ADVERSARIAL, ADVERSARIAL + " so \\boxed{5}", "#### 5", "The answer is 4.", "\\boxed{" * 20_000]
+    result = await MajorityVote().aggregate(REQUEST, pool(texts))
+    assert (result.chosen, result.scores) == (1, {0: None, 1: 2 / 3, 2: 2 / 3, 3: 1 / 3, 4: None})
+
+
+async def test_extraction_runs_in_a_worker_thread_while_the_event_loop_keeps_running() -> None:
+    """The loop runs another coroutine while a candidate is being read: the extractor waits for it."""
+    loop = asyncio.get_running_loop()
+    extracting = asyncio.Event()
+    loop_ran = threading.Event()
+    seen: list[tuple[int, bool]] = []
+
+    def extract(text: str) -> str | None:
+        if not seen:
+            loop.call_soon_threadsafe(extracting.set)
+            seen.append((threading.get_ident(), loop_ran.wait(timeout=30)))  # the timeout only ends a failure
+        else:
+            seen.append((threading.get_ident(), loop_ran.is_set()))
+        return extract_answer(text)
+
+    async def meanwhile() -> None:
+        await extracting.wait()
+        loop_ran.set()
+
+    texts = [ADVERSARIAL + " so \\boxed{5}", "#### 5", "The answer is 4."]
+    result, _ = await asyncio.gather(MajorityVote(extract=extract).aggregate(REQUEST, pool(texts)), meanwhile())
+    assert result.chosen == 0
+    assert [waited for _, waited in seen] == [True, True, True]
+    assert threading.get_ident() not in {thread for thread, _ in seen}

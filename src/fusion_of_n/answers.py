@@ -19,14 +19,27 @@ style); currency signs and units are dropped; "5.0" -> "5", "-3" stays negative,
 fraction. Multiple-choice letters come back upper case ("(b)" -> "B"). Short free-text answers (a
 boxed word, "the answer is Paris") come back lower-cased with markup and trailing punctuation removed.
 Numbers written in words ("forty-two", "四十二") are not understood.
+
+Bounds: extraction reads at most the last :data:`MAX_EXAMINED_CHARS` characters of a text
+(:func:`examined_tail`; final answers come at the end) in time linear in them: braces are matched
+in one pass with a stack, an answer phrase's clause is read up to its sentence end and at most
+``_MAX_CLAUSE_CHARS``, and no pattern backtracks more than linearly. So a text of any length and
+content (20,000 unclosed ``\\boxed{``, a megabyte of digits) is read in milliseconds.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 import unicodedata
+from collections import deque
+from collections.abc import Callable, Iterator
 
-__all__ = ["explicit_answer", "extract_answer", "normalize_number"]
+__all__ = ["MAX_EXAMINED_CHARS", "examined_tail", "explicit_answer", "extract_answer", "normalize_number"]
+
+MAX_EXAMINED_CHARS = 8_000
+"""Extraction reads only the last this-many characters of a text (see :func:`examined_tail`)."""
 
 # Bidirectional and zero-width marks (common around numbers in Arabic text) carry no meaning here.
 # Full-width forms are folded to ASCII first, so later patterns only need ASCII punctuation.
@@ -46,6 +59,7 @@ _CHAR_MAP = {
 _END = r"(?![.,]?\d)"
 _NUMBER = re.compile(
     rf"""
+    (?=[-\d])                                        # a quick test first: a sign or a digit
     (?:(?<![A-Za-z0-9.,\-])-)?                       # a sign, not a hyphen inside a word or range
     (?<![A-Za-z0-9.,])                               # not the tail of a word or of another number
     (?:
@@ -62,6 +76,9 @@ _NUMBER = re.compile(
 _SPACES = re.compile(r"[ \u00a0\u202f\u2009]")
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE = re.compile(r"[{}]")
+_WHITESPACE = re.compile(r"\s")
+_SPACE_RUN = re.compile(r"\s*")
 _HASHES = re.compile(r"^[ \t]*####[ \t]*(.+)$", re.MULTILINE)
 
 # Phrases after which the final answer follows (case-insensitive). Latin-script phrases must start
@@ -83,13 +100,20 @@ _ANSWER_PHRASES: tuple[tuple[str, str], ...] = (
     ("ar", r"(?:الإجابة|الاجابة|الجواب)(?:\s+النهائية|\s+الصحيحة)?\s*(?:هي|هو|[:=])"),
     ("hi", r"(?:अंतिम\s+)?(?:उत्तर|जवाब)\s*(?:है|[:=])"),
 )
-_PHRASE = re.compile("|".join(f"(?:{p})" for _, p in _ANSWER_PHRASES) + r"\s*:?", re.IGNORECASE)
+# Every phrase above starts with one of these letters (in any case): one quick test per position
+# before the alternation (4x faster; a test checks that the matches are the same).
+_PHRASE_FIRST_LETTERS = "abceflr" + "иоп" + "最答解正" + "최정답" + "ا" + "अउज"
+_PHRASE = re.compile(
+    f"(?=[{_PHRASE_FIRST_LETTERS}])(?:" + "|".join(f"(?:{p})" for _, p in _ANSWER_PHRASES) + r"\s*:?)",
+    re.IGNORECASE,
+)
 
 # Multiple-choice letters that are not introduced by an answer phrase (those are handled above).
 # A bare letter must be upper case; a lower-case one only counts inside parentheses: "(c)".
 _CHOICE = r"(?:\(([A-Ja-j])\)|([A-J])(?![A-Za-z]))"
+# (``\s*(?::\s*)?``, not ``\s*:?\s*``: two ``\s*`` in a row backtrack quadratically over many spaces.)
 _LETTER_PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(rf"(?i:correct|right|best)\s+(?i:option|choice)\s+(?i:is|would\s+be)\s*:?\s*{_CHOICE}"),
+    re.compile(rf"(?i:correct|right|best)\s+(?i:option|choice)\s+(?i:is|would\s+be)\s*(?::\s*)?{_CHOICE}"),
     re.compile(rf"(?<![A-Za-z])(?i:option|choice)\s*{_CHOICE}\s+(?i:is\s+(?:the\s+)?(?:correct|right|answer))"),
     re.compile(r"^[ \t*_>(\[]*([A-J])()[ \t*_)\].:]*$", re.MULTILINE),  # a line holding only "**C**", "(C)", "C."
 )
@@ -104,6 +128,22 @@ _TRAILING = " \t\n.,;:!?\u3002\u3001"
 _CURRENCY = "$€£¥₹"
 _MAX_CLAUSE_WORDS = 8
 _MAX_FREE_TEXT_WORDS = 5
+# An answer phrase's clause is read up to its sentence end, and at most this far: an answer is short,
+# and a text repeating "the answer is" without a full stop must not make every clause the whole text.
+_MAX_CLAUSE_CHARS = 1_000
+
+
+def examined_tail(text: str) -> str:
+    """The part of ``text`` that extraction reads: all of it up to :data:`MAX_EXAMINED_CHARS`
+    characters, else its last ``MAX_EXAMINED_CHARS`` characters from their first whitespace on, so
+    that no word or number is read cut in half (a tail without whitespace gives ``""``)."""
+    if len(text) <= MAX_EXAMINED_CHARS:
+        return text
+    tail = text[-MAX_EXAMINED_CHARS:]
+    if text[-MAX_EXAMINED_CHARS - 1].isspace():
+        return tail
+    space = _WHITESPACE.search(tail)
+    return tail[space.start() :] if space else ""
 
 
 def _fold_chars(text: str) -> str:
@@ -185,31 +225,45 @@ def _answer_in_clause(raw: str, *, boxed: bool, allow_text: bool = True) -> str 
         tail = _numbers(run.group().rsplit("=", 1)[1])
         if tail:
             return tail[-1]
-    numbers = _numbers(fragment)
+    numbers = list(itertools.islice(_NUMBER.finditer(fragment), 2))  # the first, and whether there are more
+    first = _canonical(numbers[0].group()) if numbers else None
     if boxed:
-        return numbers[0] if len(numbers) == 1 else fragment.lower() or None
-    if numbers:
+        return first if len(numbers) == 1 else fragment.lower() or None
+    if first:
         opens_with_number = _NUMBER.match(fragment.lstrip(_CURRENCY + " ")) is not None
-        return numbers[0] if opens_with_number or len(fragment.split()) <= _MAX_CLAUSE_WORDS else None
+        return first if opens_with_number or len(fragment.split()) <= _MAX_CLAUSE_WORDS else None
     if allow_text and fragment and len(fragment.split()) <= _MAX_FREE_TEXT_WORDS:
         return fragment.lower()
     return None
 
 
-def _boxed_contents(text: str) -> list[str]:
-    contents = []
-    for match in _BOXED.finditer(text):
-        depth, start = 1, match.end()
-        for pos in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[pos], 0)
-            if depth == 0:
-                contents.append(text[start:pos])
-                break
-    return contents
+def _matching_braces(text: str) -> dict[int, int]:
+    """Position of each ``{`` -> position of the ``}`` that closes it, in one pass with a stack
+    (a ``}`` with nothing open is ignored; an unclosed ``{`` has no entry)."""
+    open_braces: list[int] = []
+    closing: dict[int, int] = {}
+    for brace in _BRACE.finditer(text):
+        if brace.group() == "{":
+            open_braces.append(brace.start())
+        elif open_braces:
+            closing[open_braces.pop()] = brace.start()
+    return closing
+
+
+def _boxed_contents(text: str) -> Iterator[str]:
+    """The contents of the closed boxes, the last opened first (cut lazily: nested boxes overlap)."""
+    boxes = [match.end() for match in _BOXED.finditer(text)]
+    if not boxes:
+        return
+    closing = _matching_braces(text)
+    for start in reversed(boxes):
+        end = closing.get(start - 1)
+        if end is not None:
+            yield text[start:end]
 
 
 def _from_boxed(text: str) -> str | None:
-    for content in reversed(_boxed_contents(text)):
+    for content in _boxed_contents(text):
         answer = _answer_in_clause(content, boxed=True)
         if answer:
             return answer
@@ -231,14 +285,29 @@ def _from_hashes(text: str) -> str | None:
 
 
 def _from_phrase(text: str) -> str | None:
-    for match in reversed(list(_PHRASE.finditer(text))):
-        rest = text[match.end() :].lstrip()
-        clause = _SENTENCE_END.split(rest, maxsplit=1)[0]
+    phrases = list(_PHRASE.finditer(text))
+    if not phrases:
+        return None
+    # A clause runs from the first non-space after its phrase to the next sentence end. A sentence end
+    # is one character, or two with whitespace second, so the first one at or after a non-space is the
+    # first at or after it among those found in one pass over the text.
+    sentence_ends = [end.start() for end in _SENTENCE_END.finditer(text)]
+    last_number_end = max((number.end() for number in _NUMBER.finditer(text)), default=-1)
+    for match in reversed(phrases):
+        start = _skip_spaces(text, match.end())
+        following = bisect.bisect_left(sentence_ends, start)
+        end = sentence_ends[following] if following < len(sentence_ends) else len(text)
+        clause = text[start : min(end, start + _MAX_CLAUSE_CHARS)]
         # "the answer is not obvious ... 3 + 4 = 7": free text only when no number follows
-        answer = _answer_in_clause(clause, boxed=False, allow_text=_NUMBER.search(rest) is None)
+        answer = _answer_in_clause(clause, boxed=False, allow_text=last_number_end <= match.end())
         if answer:
             return answer
     return None
+
+
+def _skip_spaces(text: str, pos: int) -> int:
+    spaces = _SPACE_RUN.match(text, pos)
+    return spaces.end() if spaces else pos
 
 
 def _from_letter(text: str) -> str | None:
@@ -251,11 +320,20 @@ def _from_letter(text: str) -> str | None:
 
 
 def _from_last_number(text: str) -> str | None:
-    numbers = _numbers(text)
-    return numbers[-1] if numbers else None
+    last = deque(_NUMBER.finditer(text), maxlen=1)  # only the last one is normalized
+    return _canonical(last[0].group()) if last else None
 
 
 _EXTRACTORS = (_from_boxed, _from_hashes, _from_phrase, _from_letter, _from_last_number)
+
+
+def _first_answer(text: str, extractors: tuple[Callable[[str], str | None], ...]) -> str | None:
+    folded = _fold_chars(examined_tail(text))
+    for extractor in extractors:
+        answer = extractor(folded)
+        if answer:
+            return answer
+    return None
 
 
 def extract_answer(text: str) -> str | None:
@@ -273,21 +351,13 @@ def extract_answer(text: str) -> str | None:
         'C'
         >>> extract_answer("I cannot tell.") is None
         True
+
+    Only the end of a long text is read: :func:`examined_tail`.
     """
-    folded = _fold_chars(text)
-    for extractor in _EXTRACTORS:
-        answer = extractor(folded)
-        if answer:
-            return answer
-    return None
+    return _first_answer(text, _EXTRACTORS)
 
 
 def explicit_answer(text: str) -> str | None:
     """The answer ``text`` marks as final (rules 1-4: ``\\boxed{}``, ``#### X``, an answer phrase, a
     choice letter), without the last-number fallback; None when nothing is marked."""
-    folded = _fold_chars(text)
-    for extractor in _EXTRACTORS[:-1]:
-        answer = extractor(folded)
-        if answer:
-            return answer
-    return None
+    return _first_answer(text, _EXTRACTORS[:-1])

@@ -16,17 +16,19 @@ The rule (:func:`decide`), on the usable candidates:
 The Aggregation keeps the deciding method's text, choice, scores, flags and usage; ``method`` is
 ``auto`` and ``extra`` adds ``strategy`` ("vote", "vote+bon" or "fusion") and ``evidence``, a sentence
 such as "4 of 5 candidates gave a numeric final answer", which records, the CLI's ``--json`` and the
-proxy's ``fusion_of_n`` extension carry.
+proxy's ``fusion_of_n`` extension carry. The rule reads each candidate's end
+(:func:`fusion_of_n.answers.examined_tail`) in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from ..answers import explicit_answer, extract_answer
+from ..answers import examined_tail, explicit_answer, extract_answer
 from ..errors import ConfigError
 from ..types import Aggregation, Candidate, Request
 from .base import AggregatorOptions, register
@@ -45,7 +47,7 @@ def committed_answer(text: str) -> tuple[str, str] | None:
     """(answer, kind) when ``text`` commits to a short final answer: kind "numeric" or "choice"."""
     answer = explicit_answer(text)
     if answer is None:
-        sentences = [s for s in _SENTENCES.split(text.strip()) if s.strip()]
+        sentences = [s for s in _SENTENCES.split(examined_tail(text).strip()) if s.strip()]
         answer = extract_answer(sentences[-1]) if sentences else None
     if answer is None:
         return None
@@ -83,13 +85,13 @@ class Auto:
         return cls(Fusion.build(options), tie_break=tie_break)
 
     async def aggregate(self, request: Request, candidates: Sequence[Candidate]) -> Aggregation:
-        choice, evidence = decide(candidates)
+        choice, evidence = await asyncio.to_thread(decide, candidates)
         if choice == "fuse":
             return _labelled(await self.fusion.aggregate(request, candidates), "fusion", evidence)
         return await self._select(request, candidates, evidence)
 
     async def astream(self, request: Request, candidates: Sequence[Candidate]) -> AsyncIterator[str | Aggregation]:
-        choice, evidence = decide(candidates)
+        choice, evidence = await asyncio.to_thread(decide, candidates)
         if choice == "fuse":
             async for event in self.fusion.astream(request, candidates):
                 yield _labelled(event, "fusion", evidence) if isinstance(event, Aggregation) else event
