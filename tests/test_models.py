@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class FakeChunks:
     entry: ChunkedModel
     site: Path
     expected: bytes
+    marker: Path  # written by any chunk package's __init__ that runs (none may)
 
     def uninstall(self, index: int) -> None:
         shutil.rmtree(self.site / self.entry.modules[index])
@@ -44,17 +46,17 @@ class FakeChunks:
 
 
 def make_chunk_packages(site: Path, chunks: tuple[bytes, ...], *, sha256: str | None = None) -> FakeChunks:
-    """Write one importable package per chunk whose ``part_file()`` returns the chunk's path."""
+    """Write one package per chunk, laid out like the real ones (``data/partNN.bin``), whose ``__init__``
+    records that it ran and then raises: untrusted code that locating the chunks must never run."""
     prefix = f"fakechunks_{uuid.uuid4().hex[:8]}_part"
+    marker = site / f"{prefix}-imported.txt"
     modules, packages = [], []
     for i, chunk in enumerate(chunks, start=1):
         package = site / f"{prefix}{i}"
         (package / "data").mkdir(parents=True)
         (package / "data" / f"part{i:02d}.bin").write_bytes(chunk)
         (package / "__init__.py").write_text(
-            "import os\n"
-            "def part_file():\n"
-            f"    return os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'part{i:02d}.bin')\n"
+            f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\nraise RuntimeError('a chunk package was imported')\n"
         )
         modules.append(package.name)
         packages.append(f"{prefix.replace('_', '-')}{i}==1.0")
@@ -66,9 +68,9 @@ def make_chunk_packages(site: Path, chunks: tuple[bytes, ...], *, sha256: str | 
         sha256=sha256 or hashlib.sha256(joined).hexdigest(),
         packages=tuple(packages),
         modules=tuple(modules),
-        part_function="part_file",
+        part_files=tuple(f"data/part{i:02d}.bin" for i in range(1, len(chunks) + 1)),
     )
-    return FakeChunks(entry, site, joined)
+    return FakeChunks(entry, site, joined, marker)
 
 
 @pytest.fixture
@@ -94,6 +96,40 @@ def test_resolve_concatenates_parts_in_order_into_the_cache(chunks: FakeChunks, 
 
     assert path == cache / "tiny.gguf"
     assert path.read_bytes() == chunks.expected
+
+
+def test_chunks_are_found_and_assembled_without_running_any_chunk_package_code(chunks: FakeChunks, cache: Path) -> None:
+    assert not chunks.marker.exists()
+    path = resolve_model("tiny", cache, catalogue={"tiny": chunks.entry})
+    (status,) = list_models(cache, catalogue={"tiny": chunks.entry})
+
+    assert path.read_bytes() == chunks.expected
+    assert status.installed and status.assembled
+    assert not chunks.marker.exists(), chunks.marker.read_text()
+    assert not any(module in sys.modules for module in chunks.entry.modules)
+
+
+def test_the_fake_chunk_package_would_betray_an_import(chunks: FakeChunks) -> None:
+    with pytest.raises(RuntimeError, match="a chunk package was imported"):
+        importlib.import_module(chunks.entry.modules[0])
+    sys.modules.pop(chunks.entry.modules[0], None)
+
+    assert chunks.marker.read_text() == chunks.entry.modules[0] + "\n"
+
+
+def test_catalogue_chunks_are_data_files_at_known_paths() -> None:
+    for entry in CATALOGUE.values():
+        if isinstance(entry, ChunkedModel):
+            assert len(entry.part_files) == len(entry.modules) == len(entry.packages)
+            assert all("." not in module for module in entry.modules)
+            assert entry.part_files[0] == "data/part01.bin"
+        else:
+            assert isinstance(entry, PackagedModel) and entry.sha256 is not None
+
+
+def test_a_dotted_chunk_module_is_refused_since_finding_it_would_import_its_parent() -> None:
+    with pytest.raises(ValueError, match="top-level"):
+        ChunkedModel("x", "x", "x.gguf", "0" * 64, ("a==1",), ("parent.child",), ("data/part01.bin",))
 
 
 def test_assembly_leaves_no_temporary_file_behind(chunks: FakeChunks, cache: Path) -> None:
@@ -246,6 +282,43 @@ def test_list_models_covers_the_whole_catalogue(cache: Path) -> None:
     names = [status.name for status in list_models(cache)]
 
     assert names == ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "smollm2-135m"]
+
+
+def make_packaged(site: Path, content: bytes, sha256: str | None) -> PackagedModel:
+    package = site / f"fakepackaged_{uuid.uuid4().hex[:8]}"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise ImportError('importing this package would pull llm')\n")
+    (package / "tiny.gguf").write_bytes(content)
+    return PackagedModel("small", "in place", "fake-packaged==1.0", package.name, "tiny.gguf", sha256)
+
+
+def test_packaged_model_with_a_sha256_is_verified_once_then_trusted_by_its_stamp(
+    site: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = b"GGUF in place"
+    entry = make_packaged(site, content, hashlib.sha256(content).hexdigest())
+    hashed: list[Path] = []
+    real = models._sha256_file
+
+    def counting(target: Path) -> str:
+        hashed.append(target)
+        return real(target)
+
+    monkeypatch.setattr(models, "_sha256_file", counting)
+
+    first = resolve_model("small", cache, catalogue={"small": entry})
+    second = resolve_model("small", cache, catalogue={"small": entry})
+
+    assert first == second == site / entry.module / "tiny.gguf"
+    assert hashed == [first]
+    assert [p.name.endswith(".verified.json") for p in cache.iterdir()] == [True]
+
+
+def test_packaged_model_that_does_not_match_its_sha256_is_refused(site: Path, cache: Path) -> None:
+    entry = make_packaged(site, b"GGUF tampered", hashlib.sha256(b"GGUF original").hexdigest())
+
+    with pytest.raises(ModelIntegrityError, match=r"--force-reinstall fake-packaged==1\.0"):
+        resolve_model("small", cache, catalogue={"small": entry})
 
 
 def test_packaged_model_is_found_without_importing_its_package(site: Path, cache: Path) -> None:

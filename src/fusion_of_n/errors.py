@@ -12,11 +12,62 @@
      └── ModelIntegrityError     an assembled model file does not match its sha256
 
 Only the CLI and the server catch ``Exception``; everything else lets these propagate.
+
+Text that came from an upstream (error bodies, unexpected replies) passes through :func:`redact`
+before it reaches a message or a log line: it removes the API keys in use and common key shapes,
+then shortens, in that order, so a key cut in half by the limit cannot leak its first half.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+import urllib.parse
+from collections.abc import Iterable, Sequence
+
+MASK = "***"
+MIN_SECRET_CHARS = 4
+"""Shorter key values (``x``, ``-``) are placeholders for keyless servers: redacting them would mangle the text."""
+
+_KEY_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE), rf"\1{MASK}"),
+    (re.compile(r"\b(sk|xai)-[A-Za-z0-9_-]{8,}"), rf"\1-{MASK}"),  # OpenAI, Anthropic (sk-ant-), DeepSeek, xAI
+    (re.compile(r"\b(hf|gsk|ghp|gho|ghs|ghu|github_pat|glpat)_[A-Za-z0-9_-]{8,}"), rf"\1_{MASK}"),
+    (re.compile(r"\bAIza[A-Za-z0-9_-]{20,}"), f"AIza{MASK}"),  # Google
+    (re.compile(r"\bAKIA[A-Z0-9]{12,}"), f"AKIA{MASK}"),  # AWS access key id
+    (re.compile(r"(://)[^/\s@:]+:[^/\s@]+@"), rf"\1{MASK}@"),  # user:password@ in a URL
+    (re.compile(r"([?&](?:key|api_key|token|access_token|sig)=)[^&#\s\"']+", re.IGNORECASE), rf"\1{MASK}"),
+    (
+        re.compile(r"\b((?:x-)?api[_-]?key|(?:access|auth)[_-]?token)([\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;}]{4,}", re.I),
+        rf"\1\2{MASK}",
+    ),
+)
+
+
+def redact(text: str, secrets: Iterable[str | None] = (), *, limit: int | None = None) -> str:
+    """``text`` without the ``secrets`` (exact values, also JSON- and URL-escaped) and common key shapes
+    (``sk-...``, ``Bearer ...``, ``hf_...``, ``api_key=...``, ``user:pass@`` in URLs), then cut to
+    ``limit`` characters (plus ``...``). The one place upstream text is cleaned: always redact, then cut.
+
+    >>> redact("bad key Bearer sk-abcdefgh12345678 for my-own-key", ["my-own-key"], limit=30)
+    'bad key Bearer *** for ***'
+    """
+    for secret in sorted(_variants(secrets), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    for pattern, replacement in _KEY_SHAPES:
+        text = pattern.sub(replacement, text)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
+    return text
+
+
+def _variants(secrets: Iterable[str | None]) -> set[str]:
+    """Each secret as it may be echoed: as is, inside a JSON string, URL-encoded."""
+    found: set[str] = set()
+    for secret in secrets:
+        if secret and len(secret) >= MIN_SECRET_CHARS:
+            found |= {secret, json.dumps(secret)[1:-1], secret.replace("/", "\\/"), urllib.parse.quote(secret, safe="")}
+    return found
 
 
 class FusionOfNError(Exception):

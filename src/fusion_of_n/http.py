@@ -7,7 +7,10 @@
   honouring ``Retry-After``; other 4xx fail at once. A streamed request is retried only until the
   first byte of its body arrives: after that a failure raises (a retry would repeat delivered text);
 - errors carry the upstream's own message and name the fix; the API key never appears in an error,
-  a repr or a log line.
+  a repr or a log line: upstream text goes through :func:`fusion_of_n.errors.redact` (the key in use
+  and common key shapes are masked, then the text is shortened);
+- an API key bound for a plain ``http://`` URL that is not loopback is logged as a WARNING, once per
+  host and process, with the fix (use https, or send no key to a keyless server).
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import ipaddress
 import json
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+import urllib.parse
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
 
-from .errors import BackendError, UpstreamHTTPError, UpstreamUnreachable
+from .errors import BackendError, UpstreamHTTPError, UpstreamUnreachable, redact
 from .sse import SSEDecoder
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_MESSAGE_CHARS = 500
+MAX_QUOTE_CHARS = 200
 _HINTS = {
     400: "the upstream rejected the request; check the parameters it names",
     401: "check the API key variable for this backend (is it set, and for this server?)",
@@ -60,8 +66,9 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def upstream_message(raw: bytes) -> str:
-    """The upstream's own error text: the OpenAI envelope's message, else the body text (truncated)."""
+def upstream_message(raw: bytes, secrets: Iterable[str | None] = ()) -> str:
+    """The upstream's own error text: the OpenAI envelope's message, else the body text; redacted
+    (``secrets`` and key shapes), then cut to :data:`MAX_MESSAGE_CHARS`."""
     text = raw.decode("utf-8", "replace").strip()
     try:
         data = json.loads(text)
@@ -75,10 +82,43 @@ def upstream_message(raw: bytes) -> str:
             text = error
         elif isinstance(data.get("message"), str):
             text = data["message"]
-    text = " ".join(text.split())
-    if len(text) > MAX_MESSAGE_CHARS:
-        text = text[:MAX_MESSAGE_CHARS] + "..."
+    text = redact(" ".join(text.split()), secrets, limit=MAX_MESSAGE_CHARS)
     return text or "(empty body)"
+
+
+def warn_if_key_sent_in_clear(base_url: str, name: str, key_env: str | None = None) -> None:
+    """Log once per host (and process) that an API key goes to ``base_url`` over plain, non-loopback http."""
+    parts = urllib.parse.urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "http" or _is_loopback(host) or host in _WARNED_HOSTS:
+        return
+    _WARNED_HOSTS.add(host)
+    variable = key_env or "the API key variable"
+    log.warning(
+        "%s sends its API key (from %s) unencrypted over http:// to %s, where anyone on the network path can "
+        "read it; use an https:// URL for this server, or, if it needs no key, send none: add #key_env=NO_KEY "
+        "to its model spec and export NO_KEY= (empty), or leave %s empty",
+        redact(name),
+        variable,
+        host,
+        variable,
+    )
+
+
+_WARNED_HOSTS: set[str] = set()
+"""Hosts already warned about: a process-wide once-only registry, like the ``warnings`` module's."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1
+    return address.is_loopback
 
 
 class HTTPClient:
@@ -93,6 +133,7 @@ class HTTPClient:
     (a later loop then starts a fresh one; without ``aclose()`` the old connections are abandoned).
     A ``Retry-After`` longer than ``backoff_max`` is not waited for: the error is raised at once
     (with ``retry_after`` set), so a call never blocks longer than the caller allowed.
+    ``key_env`` names the variable the key came from, for the plain-http warning (never the key itself).
     """
 
     def __init__(
@@ -101,6 +142,7 @@ class HTTPClient:
         *,
         name: str,
         api_key: str | None = None,
+        key_env: str | None = None,
         max_concurrency: int = 32,
         connect_timeout: float = 10.0,
         read_timeout: float = 600.0,
@@ -116,6 +158,8 @@ class HTTPClient:
         self.base_url = base_url.rstrip("/")
         self.name = name
         self._api_key = api_key or None
+        if self._api_key:
+            warn_if_key_sent_in_clear(self.base_url, name, key_env)
         self.max_concurrency = max_concurrency
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -134,6 +178,10 @@ class HTTPClient:
 
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
+
+    def redact(self, text: str, *, limit: int | None = None) -> str:
+        """``text`` without this client's API key or anything shaped like a key, then cut to ``limit``."""
+        return redact(text, (self._api_key,), limit=limit)
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self._request("POST", path, json.dumps(body).encode())
@@ -237,9 +285,9 @@ class HTTPClient:
                 log.log(
                     level,
                     "%s: %s %s failed (%s); retry %d/%d in %.2f s",
-                    self.name,
+                    self.redact(self.name),
                     method,
-                    url,
+                    self.redact(url),
                     _short_reason(exc),
                     attempt,
                     self.retries,
@@ -276,9 +324,11 @@ class HTTPClient:
                     raise self._http_error(response.status, url, await response.read(), retry_after)
                 if response.content_type == "application/json":
                     raise BackendError(
-                        f"backend {self.name!r} ({url}) answered a streaming request with one JSON body "
-                        f"({self._redact(upstream_message(await response.read()))[:200]!r}); the server does "
-                        "not support stream=true, use generate instead",
+                        self.redact(
+                            f"backend {self.name!r} ({url}) answered a streaming request with one JSON body "
+                            f"({self._quote(await response.read())!r}); the server does not support "
+                            "stream=true, use generate instead"
+                        ),
                         backend=self.name,
                         url=url,
                     )
@@ -306,10 +356,12 @@ class HTTPClient:
         if error:
             code = error.get("code") if isinstance(error, dict) else None
             status = code if isinstance(code, int) and 400 <= code <= 599 else 500
-            message = self._redact(upstream_message(data.encode()))
+            message = upstream_message(data.encode(), (self._api_key,))
             raise UpstreamHTTPError(
-                f"backend {self.name!r} ({url}) sent an error in the middle of the stream: {message}; "
-                "the upstream server failed, check its logs",
+                self.redact(
+                    f"backend {self.name!r} ({url}) sent an error in the middle of the stream: {message}; "
+                    "the upstream server failed, check its logs"
+                ),
                 status=status,
                 backend=self.name,
                 url=url,
@@ -325,8 +377,11 @@ class HTTPClient:
         if isinstance(parsed, dict):
             return parsed
         raise BackendError(
-            f"backend {self.name!r} ({url}) {arrived} that is not a JSON object: {self._redact(shown)[:200]!r}; "
-            "check that the base URL points at an OpenAI-compatible API (it usually ends in /v1)",
+            self.redact(
+                f"backend {self.name!r} ({url}) {arrived} that is not a JSON object: "
+                f"{self.redact(shown, limit=MAX_QUOTE_CHARS)!r}; check that the base URL points at an "
+                "OpenAI-compatible API (it usually ends in /v1)"
+            ),
             backend=self.name,
             url=url,
         )
@@ -342,7 +397,7 @@ class HTTPClient:
             raise self._unreachable(url, exc, timeout=False) from None
 
     def _http_error(self, status: int, url: str, raw: bytes, retry_after: float | None) -> UpstreamHTTPError:
-        message = self._redact(upstream_message(raw))
+        message = upstream_message(raw, (self._api_key,))
         text = f"backend {self.name!r} ({url}) returned {status}: {message}"
         hint = _HINTS.get(status)
         if status == 429:
@@ -351,7 +406,7 @@ class HTTPClient:
             hint = "the upstream server failed; check its logs"
         if hint:
             text += "; " + hint.format(base=self.base_url)
-        return UpstreamHTTPError(text, status=status, backend=self.name, url=url, retry_after=retry_after)
+        return UpstreamHTTPError(self.redact(text), status=status, backend=self.name, url=url, retry_after=retry_after)
 
     def _unreachable(self, url: str, exc: BaseException, *, timeout: bool) -> UpstreamUnreachable:
         if timeout:
@@ -360,12 +415,13 @@ class HTTPClient:
                 f"read_timeout={self.read_timeout:g} s); check the server's load or raise the timeout"
             )
         else:
-            reason = self._redact(str(exc)) or type(exc).__name__
+            reason = self.redact(str(exc), limit=MAX_MESSAGE_CHARS) or type(exc).__name__
             detail = f"could not be reached ({reason}); check that the server is running and the base URL is right"
-        return UpstreamUnreachable(f"backend {self.name!r} at {url} {detail}", backend=self.name, url=url)
+        return UpstreamUnreachable(self.redact(f"backend {self.name!r} at {url} {detail}"), backend=self.name, url=url)
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
+    def _quote(self, raw: bytes) -> str:
+        """An upstream body shown in an error: its message (or text), redacted, then cut short."""
+        return self.redact(upstream_message(raw, (self._api_key,)), limit=MAX_QUOTE_CHARS)
 
 
 class _OpenStream:

