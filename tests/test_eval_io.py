@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fusion_of_n.eval.io import prompt_text, write_result
+from fusion_of_n import ConfigError
+from fusion_of_n.eval.io import prompt_text, read_generate_records, write_result
 
 
 def test_results_are_strict_json_with_null_for_means_over_nothing(tmp_path: Path) -> None:
@@ -58,3 +59,13 @@ def test_prompt_text_falls_back_to_the_last_user_message() -> None:
 def test_prompt_text_of_a_record_without_a_user_turn_is_empty() -> None:
     assert prompt_text({"messages": [{"role": "system", "content": "Be brief."}]}) == ""
     assert prompt_text({}) == ""
+
+
+def test_generate_records_are_checked_as_read_and_a_line_that_is_not_json_is_skipped(tmp_path: Path) -> None:
+    good = {"id": "a", "candidates": [{"index": 0, "text": "x"}], "results": {"vote": {"text": "x"}}, "error": None}
+    path = tmp_path / "out.jsonl"
+    path.write_text(json.dumps(good) + "\nnot json\n" + json.dumps({**good, "id": "b", "candidates": [{}]}) + "\n")
+    records = read_generate_records(str(path))
+    assert next(records)["id"] == "a"  # read lazily: the good record comes first
+    with pytest.raises(ConfigError, match=r"line 3 \(record 'b'\): candidates\[0\]\.index is missing"):
+        next(records)

@@ -196,3 +196,24 @@ def test_upstream_timeouts_and_errors_are_retried_within_a_run(tmp_path: Path) -
     assert (summary.done, summary.failed) == (6, 0)
     assert all(r["results"]["first"]["text"] == "fine" for r in read_records(str(out)))
     assert len(upstream.requests) == 6 + 2  # the timed-out and the 502 attempts were retried
+
+
+def test_a_row_that_raises_an_unexpected_error_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
+    from fusion_of_n.config import PipelineSettings
+    from fusion_of_n.pipeline.generate import run_generate
+    from fusion_of_n.testing import FakeBackend
+
+    def step(request: Any) -> Any:
+        return RuntimeError("a bug in a backend") if request.last_user_text == "question 2" else Reply("fine")
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"question {i}"}) + "\n" for i in range(5)))
+    settings = PipelineSettings.of(models=[FakeBackend([step])], n=1, method="first")
+    summary = run_generate(
+        settings, {}, input_path=str(inp), dataset=None, output=str(out), methods=["first"], concurrency=2
+    )
+    assert (summary.done, summary.failed) == (4, 1)
+    assert sorted(r["id"] for r in read_records(str(out))) == ["q0", "q1", "q3", "q4"]
+    [error] = read_records(summary.errors_file)
+    assert error["id"] == "q2" and error["error"]["type"] == "RuntimeError"
+    assert error["error"]["message"] == "a bug in a backend"

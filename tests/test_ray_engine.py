@@ -4,6 +4,7 @@ OpenAI-compatible server on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ import pytest
 
 from fusion_of_n import ConfigError, MissingDependency, Pipeline, PipelineSettings
 from fusion_of_n.pipeline import ray as ray_engine
-from fusion_of_n.pipeline.ray import connect, run_ray
+from fusion_of_n.pipeline.ray import RowWorker, actor_env, connect, encode_row, run_ray
 from fusion_of_n.pipeline.records import InputRow, RowError, read_records
 from fusion_of_n.pipeline.runner import BatchRunner, Summary
 from fusion_of_n.testing import FakeBackend, FakeOpenAIServer, Reply
@@ -112,9 +113,14 @@ def refuse_ray(*args: Any, **kwargs: Any) -> bool:
     raise AssertionError("Ray was asked for although every row was done")
 
 
+KEY = "sk-ray-engine-31337"
+SHELL_ENV = {"OPENAI_API_KEY": KEY, "AWS_SECRET_ACCESS_KEY": "not-for-the-actors"}
+"""The driver's environment in the smoke test: the server checks the key, so the actors must get it."""
+
+
 def run_local(settings: PipelineSettings, output: str) -> Summary:
     async def go() -> Summary:
-        async with Pipeline(settings, env={}) as pipeline:
+        async with Pipeline(settings, env=SHELL_ENV) as pipeline:
             return await BatchRunner(pipeline, METHODS, output, concurrency=4).run(inputs())
 
     return asyncio.run(go())
@@ -124,7 +130,7 @@ def run_local(settings: PipelineSettings, output: str) -> Summary:
 def test_ray_engine_writes_the_local_engines_records_and_a_rerun_skips_everything(
     local_ray: Any, tmp_path: Path
 ) -> None:
-    with FakeOpenAIServer({"gen": candidate_step(), "fusor": fusor_step}) as server:
+    with FakeOpenAIServer({"gen": candidate_step(), "fusor": fusor_step}, api_key=KEY) as server:
         settings = PipelineSettings.of(
             models=(f"openai:gen@{server.url}",), fusor=f"openai:fusor@{server.url}", n=N, seed=7
         )
@@ -136,12 +142,12 @@ def test_ray_engine_writes_the_local_engines_records_and_a_rerun_skips_everythin
         def on_row(tokens: int, failed: bool) -> None:
             calls.append((tokens, failed))
 
-        first = run_ray(settings, {}, inputs(), output, METHODS, concurrency=4, window=4, on_row=on_row)
+        first = run_ray(settings, SHELL_ENV, inputs(), output, METHODS, concurrency=4, window=4, on_row=on_row)
         ray_requests = len(server.requests) - before
         written = Path(output).read_bytes()
         with pytest.MonkeyPatch.context() as patch:  # nothing left to do: Ray is not even asked
             patch.setattr(ray_engine, "connect", refuse_ray)
-            second = run_ray(settings, {}, inputs(), output, METHODS, concurrency=4, window=4)
+            second = run_ray(settings, SHELL_ENV, inputs(), output, METHODS, concurrency=4, window=4)
         rerun_requests = len(server.requests) - before - ray_requests
 
     # the same summary and the same records, field for field (timings aside)
@@ -186,3 +192,71 @@ def test_backend_objects_are_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="spec strings"):
         run_ray(settings, {}, inputs(), str(output), METHODS)
     assert not output.exists() and not Path(str(output) + ".run.json").exists()
+
+
+# -- what the actors receive ------------------------------------------------------------------------
+
+DRIVER_ENV = {
+    "OPENAI_API_KEY": "sk-openai",
+    "TEAM_KEY": "sk-team",
+    "VLLM_API_KEY": "sk-vllm",
+    "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+    "FUSION_OF_N_CACHE": "/cache",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret",
+    "GITHUB_TOKEN": "ghp-secret",
+    "RAY_ADDRESS": "local",
+    "HOME": "/root",
+}
+
+
+def test_actors_receive_only_the_named_key_variables_and_fusion_of_n_settings() -> None:
+    settings = PipelineSettings.of(
+        models=("openai:gen@http://127.0.0.1:9/v1", "openai:team@http://127.0.0.1:9/v1#key_env=TEAM_KEY"),
+        fusor="openai:big",  # no URL: OPENAI_BASE_URL is read
+        reward="vllm:rm@http://127.0.0.1:9",
+    )
+    assert actor_env(settings, DRIVER_ENV) == {
+        "FUSION_OF_N_CACHE": "/cache",
+        "OPENAI_API_KEY": "sk-openai",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "TEAM_KEY": "sk-team",
+        "VLLM_API_KEY": "sk-vllm",
+    }
+
+
+def test_a_spec_with_key_env_ships_that_variable_instead_of_the_default_key() -> None:
+    settings = PipelineSettings.of(models=("openai:m@http://127.0.0.1:9/v1#key_env=TEAM_KEY",))
+    assert actor_env(settings, DRIVER_ENV) == {"FUSION_OF_N_CACHE": "/cache", "TEAM_KEY": "sk-team"}
+    assert actor_env(PipelineSettings.of(models=("fake:echo",)), DRIVER_ENV) == {"FUSION_OF_N_CACHE": "/cache"}
+
+
+def test_the_ray_actors_constructor_arguments_hold_the_needed_key_and_no_unrelated_secret() -> None:
+    settings = PipelineSettings.of(models=("openai:gen@http://127.0.0.1:9/v1",), n=2)
+    worker_args, actors, per_actor = ray_engine._pool_shape(None, settings, DRIVER_ENV, METHODS, 4, 2)  # type: ignore[arg-type]
+    assert (actors, per_actor) == (2, 2)
+    assert worker_args["env"] == {"FUSION_OF_N_CACHE": "/cache", "OPENAI_API_KEY": "sk-openai"}
+    assert "AWS_SECRET_ACCESS_KEY" not in worker_args["env"] and "GITHUB_TOKEN" not in worker_args["env"]
+
+
+# -- a failing row in an actor's batch ----------------------------------------------------------------
+
+
+def test_an_actor_returns_a_record_for_every_row_of_a_batch_when_some_rows_raise() -> None:
+    """RowWorker is what map_batches runs on each actor; it needs no Ray to be called."""
+
+    def step(request: Any) -> Any:
+        faults = {"question 1": RuntimeError("backend bug"), "question 3": KeyError("index")}
+        return faults.get(request.last_user_text) or Reply(f"answer to {request.last_user_text}")
+
+    settings = PipelineSettings.of(models=(FakeBackend([step], name="gen"),), n=2)
+    batch = [InputRow(id=f"q{i}", line=i + 1, prompt=f"question {i}") for i in range(5)]
+    worker = RowWorker(settings, {}, ("first",), concurrency=2)
+    try:
+        out = worker({"row": [encode_row(row) for row in batch]})
+    finally:
+        worker.close()
+    records = [json.loads(text) for text in out["record"]]
+    assert [r["id"] for r in records] == ["q0", "q1", "q2", "q3", "q4"]  # every row, in order
+    assert [r["error"] and r["error"]["type"] for r in records] == [None, "RuntimeError", None, "KeyError", None]
+    assert records[1]["error"] == {"stage": "sampling", "type": "RuntimeError", "message": "backend bug"}
+    assert records[2]["results"]["first"]["text"] == "answer to question 2"

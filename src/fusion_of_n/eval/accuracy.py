@@ -36,8 +36,7 @@ from ..answers import extract_answer, normalize_number
 from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
 from ..language import detect_language, language_code
-from ..pipeline.records import read_records
-from .io import prompt_text, write_result
+from .io import prompt_text, read_generate_records, write_result
 from .stats import mean_ci
 
 __all__ = [
@@ -243,5 +242,5 @@ def command(records_path: str, field: str, seed: int, resamples: int, result_pat
     """Answer accuracy per method and language of a generate OUTPUT (with maj@k, pass@k and one-sample
     baselines) and whether each method answers in the prompt's language."""
     setup_logging(verbose)
-    result = evaluate_accuracy(read_records(records_path), field, seed=seed, resamples=resamples)
+    result = evaluate_accuracy(read_generate_records(records_path), field, seed=seed, resamples=resamples)
     write_result({**result, "output": records_path}, result_path, announce=True)

@@ -39,8 +39,7 @@ import numpy as np
 from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
 from ..language import detect_language, language_code
-from ..pipeline.records import read_records
-from .io import write_result
+from .io import read_generate_records, write_result
 from .stats import mean_ci
 
 log = logging.getLogger(__name__)
@@ -245,7 +244,7 @@ def command(
     setup_logging(verbose)
     started = time.perf_counter()
     result = attribution_report(
-        read_records(output_file), method, seed=seed, min_tokens=min_tokens, min_chars=min_chars
+        read_generate_records(output_file), method, seed=seed, min_tokens=min_tokens, min_chars=min_chars
     )
     if result["n_records"] == 0:
         raise ConfigError(f"no record in {output_file} has a {method!r} result; pass --method with one it has")

@@ -45,11 +45,11 @@ from ..api import Pipeline
 from ..cliutil import friendly_errors, setup_logging
 from ..config import PipelineSettings, environment
 from ..errors import BackendError, ConfigError
-from ..pipeline.records import read_records, run_file
+from ..pipeline.records import run_file
 from ..sampling import adaptive_prefix
 from ..types import Params, Usage
 from .accuracy import answers_match, field_value, normalize_gold
-from .io import write_result
+from .io import read_generate_records, write_result
 from .stats import mean_ci
 from .subsets import SweepCache, record_pool, record_request, sampling_tokens
 from .translation import read_references
@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 MODEL_METHODS = frozenset({"fusion", "bon", "usc", "auto"})
 ADAPTIVE = "+adaptive"
+SWEEP_FIELDS = ("id", "candidates")  # a sweep re-aggregates the stored pool: results are not needed
 Metric = Callable[[Mapping[str, Any], str], float | None]
 """(record, answer text) -> quality, or None when the record cannot be scored (no gold/reference)."""
 
@@ -404,7 +405,7 @@ def command(output_file: str, ks: str, methods: str, metric: str, references: st
     async def main() -> dict[str, Any]:
         async with Pipeline(settings, environment()) as pipeline:
             return await run_sweep(
-                read_records(output_file),
+                read_generate_records(output_file, need=SWEEP_FIELDS),
                 pipeline,
                 scorer,
                 ks=sizes,

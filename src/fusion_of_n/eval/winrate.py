@@ -44,7 +44,7 @@ from ..errors import ConfigError
 from ..pipeline.records import read_records
 from ..scorers.judge import render_instruction
 from ..types import Usage
-from .io import write_result
+from .io import read_generate_records, write_result
 from .pairwise import (
     RULE,
     SCORES,
@@ -56,6 +56,8 @@ from .stats import bootstrap_ci
 
 logger = logging.getLogger(__name__)
 
+WINRATE_FIELDS = ("id", "results")
+"""What a generate record needs here (the judge compares answers; the pool is not read)."""
 REFERENCE_FIELDS = ("reference", "text", "answer")
 """Fields of a reference row tried in order when no ``reference_method`` is given."""
 
@@ -174,9 +176,10 @@ def _instruction(record: Mapping[str, Any]) -> str:
     return prompt if isinstance(prompt, str) else ""
 
 
-def _read(path: str, what: str, methods: Sequence[str | None]) -> list[dict[str, Any]]:
-    """The records of ``path``; a ConfigError when there are none or no record has one of ``methods``."""
-    rows = list(read_records(path))
+def _read(path: str, what: str, methods: Sequence[str | None], *, generated: bool = True) -> list[dict[str, Any]]:
+    """The records of ``path`` (a generate output, checked as read, unless not ``generated``: then plain
+    reference rows); a ConfigError when there are none or no record has one of ``methods``."""
+    rows = list(read_generate_records(path, need=WINRATE_FIELDS) if generated else read_records(path))
     if not rows:
         raise ConfigError(f"{what} {path!r} is missing or holds no JSON records; check the path")
     found = {m for r in rows if isinstance(r.get("results"), dict) for m in r["results"]}
@@ -257,7 +260,7 @@ def winrate(
 
     ``max_tokens`` limits each judge reply; ``seed`` and ``resamples`` drive the bootstrap."""
     system_rows = _read(system_path, "SYSTEM", [method])
-    reference_rows = _read(reference_path, "--reference", [reference_method])
+    reference_rows = _read(reference_path, "--reference", [reference_method], generated=reference_method is not None)
     joined = join_pairs(system_rows, reference_rows, method, reference_method)
     system, reference = {"path": system_path, "method": method}, {"path": reference_path, "method": reference_method}
     options = {"max_tokens": max_tokens, "seed": seed, "resamples": resamples}

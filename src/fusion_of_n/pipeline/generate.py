@@ -13,7 +13,7 @@ from ..config import PipelineSettings
 from ..errors import ConfigError, MissingDependency
 from .inputs import read_rows
 from .records import read_records
-from .runner import BatchRunner, Summary
+from .runner import BatchRunner, Summary, secrets_of
 
 RowCallback = Callable[[int, bool], None]
 
@@ -91,7 +91,10 @@ async def _run_local(
     on_row: RowCallback | None,
 ) -> Summary:
     async with Pipeline(settings, env) as pipeline:
-        runner = BatchRunner(pipeline, methods, output, concurrency=concurrency, force=force, on_row=on_row)
+        secrets = secrets_of(settings, env)
+        runner = BatchRunner(
+            pipeline, methods, output, concurrency=concurrency, force=force, on_row=on_row, secrets=secrets
+        )
         return await runner.run(rows)
 
 

@@ -22,8 +22,18 @@ Ray is touched only once there is a row to do (a finished run re-runs without st
 joined if this process already called ``ray.init``; else ``address`` (or ``RAY_ADDRESS`` in ``env``)
 names a cluster to connect to; else a local Ray is started on this machine's CPUs, without the
 dashboard and without Ray's usage statistics (``RAY_USAGE_STATS_ENABLED=0`` unless ``env`` sets it),
-and shut down at the end. ``env`` (API keys included) is handed to the actors, never logged. On a
-cluster, every node needs this package (same version) installed.
+and shut down at the end. On a cluster, every node needs this package (same version) installed.
+
+What the actors receive of ``env`` (:func:`actor_env`): only the variables the pipeline reads, never the
+driver's whole environment. That is the key variable of each model spec (``key_env=VAR``, else
+``OPENAI_API_KEY`` for an ``openai:`` spec and ``VLLM_API_KEY`` for a ``vllm:`` reward spec),
+``OPENAI_BASE_URL`` for an ``openai:`` spec without a URL, and every ``FUSION_OF_N_*`` variable (e.g.
+``FUSION_OF_N_CACHE``); an unrelated secret such as ``AWS_SECRET_ACCESS_KEY`` stays on the driver. A
+backend registered by a plugin gets only its ``key_env``. Their names (never their values) are logged.
+
+A row that fails for any reason, a bug in a backend or an aggregator included, becomes that row's error
+record on the actor (:func:`~.runner.process_row`); the batch and the other rows go on, and every row of
+a batch comes back as a record or an error record.
 
 Resume semantics (the driver is the only writer; a run may be killed at any moment):
 
@@ -57,10 +67,22 @@ from ..api import Pipeline
 from ..config import PipelineSettings
 from ..errors import ConfigError, MissingDependency
 from .records import InputRow, RowError
-from .runner import RecordWriter, Summary, check_manifest, completed_ids, manifest, process_row, repair_tail
+from .runner import (
+    RecordWriter,
+    Summary,
+    check_manifest,
+    completed_ids,
+    manifest,
+    model_specs,
+    process_row,
+    repair_tail,
+    secrets_of,
+)
 
 log = logging.getLogger(__name__)
 
+ENV_PREFIX = "FUSION_OF_N_"  # every such variable goes to the actors (FUSION_OF_N_CACHE, ...)
+OPENAI_BASE_URL_ENV = "OPENAI_BASE_URL"
 INSTALL_HINT = "--engine ray needs Ray Data; install it with: pip install 'fusion-of-n[ray]'"
 DEFAULT_WINDOW = 10_000
 BATCHES_PER_ACTOR = 2  # batches running at once in one actor (they share its row limit)
@@ -108,6 +130,19 @@ def require_specs(settings: PipelineSettings) -> None:
             )
 
 
+def actor_env(settings: PipelineSettings, env: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``env`` the actors need to build the pipeline (see the module docstring): the key
+    variables the model specs name, ``OPENAI_BASE_URL`` where an ``openai:`` spec has no URL, and the
+    ``FUSION_OF_N_*`` variables. Nothing else of the driver's environment leaves this process."""
+    names = {name for name in env if name.startswith(ENV_PREFIX)}
+    for spec, key_env in model_specs(settings):
+        if key_env:
+            names.add(key_env)
+        if spec.provider == "openai" and not spec.base_url:
+            names.add(OPENAI_BASE_URL_ENV)
+    return {name: env[name] for name in sorted(names) if name in env}
+
+
 def encode_row(row: InputRow) -> bytes:
     return pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -124,6 +159,7 @@ class RowWorker:
 
     def __init__(self, settings: PipelineSettings, env: Mapping[str, str], methods: Sequence[str], concurrency: int):
         self._methods = tuple(methods)
+        self._secrets = secrets_of(settings, env)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fusion-of-n-rows", daemon=True)
         self._thread.start()
@@ -146,9 +182,11 @@ class RowWorker:
     async def _process(self, rows: Sequence[InputRow]) -> list[dict[str, Any]]:
         async def one(row: InputRow) -> dict[str, Any]:
             async with self._slots:
-                return await process_row(self._pipeline, row, self._methods)
+                return await process_row(self._pipeline, row, self._methods, self._secrets)
 
-        async with asyncio.TaskGroup() as group:  # a bug in one row cancels the batch's others
+        # process_row turns any exception of a row into its error record, so every row of the batch comes
+        # back; only cancellation (the actor going away) ends the batch, and Ray Data then retries it.
+        async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(row)) for row in rows]
         return [task.result() for task in tasks]
 
@@ -221,7 +259,9 @@ def _pool_shape(
         settings = settings.model_copy(
             update={"rpm": settings.rpm and settings.rpm / pool, "tpm": settings.tpm and settings.tpm / pool}
         )
-    worker_args = {"settings": settings, "env": dict(env), "methods": methods, "concurrency": per_actor}
+    shipped = actor_env(settings, env)
+    log.info("Ray actors receive the environment variables: %s", ", ".join(shipped) or "none")
+    worker_args = {"settings": settings, "env": shipped, "methods": methods, "concurrency": per_actor}
     return worker_args, pool, per_actor
 
 

@@ -6,8 +6,15 @@ Durability (a run may be SIGKILLed at any moment):
 - on start, a torn last line left by a killed run is cut off, so appending never glues onto it;
 - completed ids are read back from the output and skipped; a row is written only once it is complete,
   so no completed row is lost or written twice;
-- rows that fail (bad input, upstream failures) go to ``OUTPUT.errors.jsonl`` (rewritten each run) and
-  are retried by the next run;
+- rows that fail go to ``OUTPUT.errors.jsonl`` (rewritten each run) and are retried by the next run.
+  Bad input rows are reported as read. Any exception raised for one row (an upstream failure, or a bug
+  such as a ``KeyError`` in a backend or an aggregator) becomes that row's error record
+  ``{"stage", "type", "message"}`` (keys redacted) and the run goes on; an exception that is not the
+  library's own is also logged with its traceback, once per row. This row boundary is, with the CLI
+  and the server, one of the places that catch ``Exception``. Only a failure of the runner itself
+  stops the run: the output cannot be written, Ctrl-C or cancellation, or a config error before the
+  first row. Either way every input row ends up exactly once in ``OUTPUT`` or in the errors file (rows
+  in flight when a run stops are redone by the next run);
 - ``OUTPUT.run.json`` records the pool and methods; a run with different ones is refused unless
   ``force`` (then the old output is kept as ``OUTPUT.bak``).
 """
@@ -19,13 +26,18 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ..api import Pipeline
-from ..errors import ConfigError, FusionOfNError
+from ..backends.base import ModelSpec
+from ..backends.openai import DEFAULT_KEY_ENV as OPENAI_KEY_ENV
+from ..config import PipelineSettings
+from ..errors import ConfigError, FusionOfNError, redact
 from ..sampling import Pool
+from ..scorers.factory import DEFAULT_KEY_ENV as REWARD_KEY_ENV
 from ..types import Result, Usage
 from .records import InputRow, RowError, read_records, run_file
 
@@ -217,35 +229,92 @@ def build_record(
     return record
 
 
-def error_record(row: InputRow, stage: str, exc: BaseException) -> dict[str, Any]:
+MODEL_KEYS = {"openai": OPENAI_KEY_ENV}
+"""provider -> the key variable a model spec without ``key_env`` reads."""
+REWARD_KEYS = {"vllm": REWARD_KEY_ENV}
+"""provider -> the key variable a reward spec without ``key_env`` reads."""
+
+
+def model_specs(settings: PipelineSettings) -> Iterator[tuple[ModelSpec, str | None]]:
+    """Each model, fusor, judge and reward spec string of ``settings`` with the variable its key is read
+    from (None: it takes no key). Backend objects and unparsable specs (not used, or the run would have
+    failed already) are left out."""
+    models = [(value, MODEL_KEYS) for value in (*settings.models, settings.fusor, settings.judge)]
+    for value, default_keys in [*models, (settings.reward, REWARD_KEYS)]:
+        if not isinstance(value, str):
+            continue
+        try:
+            spec = ModelSpec.parse(value)
+        except ConfigError:
+            continue
+        yield spec, spec.option("key_env") or default_keys.get(spec.provider)
+
+
+def secrets_of(settings: PipelineSettings, env: Mapping[str, str]) -> tuple[str, ...]:
+    """The API keys ``settings`` reads from ``env``: redacted from every error record and log line."""
+    return tuple(sorted({env[name] for _, name in model_specs(settings) if name and env.get(name)}))
+
+
+def error_record(row: InputRow, stage: str, exc: BaseException, secrets: Sequence[str] = ()) -> dict[str, Any]:
+    """The record of a row that failed at ``stage`` (sampling, a method, record): the exception's type and
+    its message (keys redacted), never a partial answer."""
     return {
         "id": row.id,
         "line": row.line,
         "prompt": row.prompt,
         "language": row.language,
         "meta": row.meta,
-        "error": {"stage": stage, "message": str(exc) or type(exc).__name__},
+        "error": {
+            "stage": stage,
+            "type": type(exc).__name__,
+            "message": redact(str(exc), secrets) or type(exc).__name__,
+        },
     }
 
 
-async def process_row(pipeline: Pipeline, row: InputRow, methods: Sequence[str]) -> dict[str, Any]:
-    """One row through the data path: one pool, every method on it. Upstream failures become an error
-    record naming the stage; they are never written as answers."""
+def _failed(row: InputRow, stage: str, exc: Exception, secrets: Sequence[str]) -> dict[str, Any]:
+    """The row's error record; an exception that is not the library's own is logged (error level) with
+    its traceback, keys redacted."""
+    if not isinstance(exc, FusionOfNError):
+        log.error(
+            "row %r (line %d): unexpected %s in %s; the row goes to the errors file and the run goes on\n%s",
+            row.id,
+            row.line,
+            type(exc).__name__,
+            stage,
+            redact("".join(traceback.format_exception(exc)).rstrip(), secrets),
+        )
+    return error_record(row, stage, exc, secrets)
+
+
+async def process_row(
+    pipeline: Pipeline, row: InputRow, methods: Sequence[str], secrets: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One row through the data path: one pool, every method on it. Any exception raised for the row
+    (upstream failures and bugs alike) becomes an error record naming the stage, with ``secrets`` and
+    key shapes redacted from its message; errors are never written as answers. Only cancellation and
+    other ``BaseException`` (Ctrl-C) propagate. The record returned is always JSON-serialisable (else it
+    is the row's error record, stage ``record``)."""
     started = time.perf_counter()
-    request = pipeline.request(row.chat, language=row.language)
     try:
+        request = pipeline.request(row.chat, language=row.language)
         pool = await pipeline.sample(request)
-    except FusionOfNError as exc:
-        return error_record(row, "sampling", exc)
+    except Exception as exc:  # the row boundary: one row's failure is that row's error record
+        return _failed(row, "sampling", exc, secrets)
     outcomes = await asyncio.gather(*(pipeline.aggregate(request, pool, m) for m in methods), return_exceptions=True)
     results: dict[str, Result] = {}
     for method, outcome in zip(methods, outcomes, strict=True):
-        if isinstance(outcome, FusionOfNError):
-            return error_record(row, method, outcome)
+        if isinstance(outcome, Exception):
+            return _failed(row, method, outcome, secrets)
         if isinstance(outcome, BaseException):
             raise outcome
         results[method] = outcome
-    return build_record(row, pool, results, time.perf_counter() - started, pipeline.settings.system)
+    try:
+        record = build_record(row, pool, results, time.perf_counter() - started, pipeline.settings.system)
+        json.dumps(record, ensure_ascii=False)  # a value JSON cannot hold fails this row, not the writer
+    except Exception as exc:
+        return _failed(row, "record", exc, secrets)
+    return record
 
 
 @dataclass
@@ -259,6 +328,7 @@ class BatchRunner:
     force: bool = False
     on_row: Callable[[int, bool], None] | None = None  # (tokens, failed) after each attempted row
     summary: Summary = field(default_factory=Summary)
+    secrets: tuple[str, ...] = ()  # API keys to redact from error records and logs (see secrets_of)
 
     async def run(self, rows: Iterable[InputRow | RowError], total: int | None = None) -> Summary:
         if self.concurrency < 1:
@@ -274,10 +344,11 @@ class BatchRunner:
         errors = RecordWriter(self.summary.errors_file, batch=1, mode="w")
         slots = asyncio.Semaphore(self.concurrency)
         tasks: set[asyncio.Task[None]] = set()
+        stopped: list[BaseException] = []  # a failure of the runner itself (writing, on_row, cancellation)
 
         async def one(row: InputRow) -> None:
             try:
-                record = await process_row(self.pipeline, row, self.methods)
+                record = await process_row(self.pipeline, row, self.methods, self.secrets)
             finally:
                 slots.release()
             failed = record.get("error") is not None
@@ -289,8 +360,17 @@ class BatchRunner:
             if self.on_row:
                 self.on_row(tokens, failed)
 
+        def finished(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if task.cancelled():
+                stopped.append(asyncio.CancelledError("a row was cancelled"))
+            elif (failure := task.exception()) is not None:
+                stopped.append(failure)
+
         try:
             for row in rows:
+                if stopped:
+                    break
                 self.summary.read += 1
                 if isinstance(row, RowError):
                     self.summary.input_errors += 1
@@ -303,10 +383,16 @@ class BatchRunner:
                     continue
                 done.add(row.id)
                 await slots.acquire()
+                if stopped:
+                    slots.release()
+                    break
                 task = asyncio.create_task(one(row))
                 tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            await asyncio.gather(*tasks)
+                task.add_done_callback(finished)
+            while tasks and not stopped:
+                await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
+            if stopped:
+                raise stopped[0]
         finally:
             for task in tasks:
                 task.cancel()
