@@ -238,7 +238,7 @@ def test_non_json_body_is_400(proxy) -> None:
     assert response.status_code == 400 and "JSON" in envelope(response)["message"]
 
 
-def test_upstream_down_is_a_5xx_envelope_naming_the_url_without_the_key(caplog) -> None:
+def test_upstream_down_is_a_502_envelope_naming_the_model_alias_and_the_log_has_the_url(caplog) -> None:
     caplog.set_level(logging.DEBUG)
     with FakeOpenAIServer(["x"]) as dead:
         url = dead.url
@@ -250,7 +250,10 @@ def test_upstream_down_is_a_5xx_envelope_naming_the_url_without_the_key(caplog) 
         )
     assert response.status_code == 502
     error = envelope(response)
-    assert url.split("/v1")[0].removeprefix("http://") in error["message"]
+    host = url.split("/v1")[0].removeprefix("http://")
+    assert "openai:m1" in error["message"] and "could not be reached" in error["message"]
+    assert host not in response.text and "retries=0" not in response.text  # clients see aliases only
+    assert host in caplog.text  # the server log has the full detail
     assert UPSTREAM_KEY not in response.text
     assert UPSTREAM_KEY not in caplog.text and PROXY_KEY not in caplog.text
 

@@ -14,7 +14,7 @@ import click
 from .aggregators.base import methods
 from .api import Pipeline
 from .cliutil import friendly_errors, setup_logging
-from .config import DEFAULT_MODEL, PipelineSettings, cache_dir, environment
+from .config import DEFAULT_MODEL, PipelineSettings, RequestLimits, cache_dir, environment
 from .types import Result
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,6 +72,15 @@ def pipeline_options(func: F) -> F:
     ]
     for option in reversed(options):
         func = option(func)
+    return func
+
+
+def limit_options(func: F) -> F:
+    """serve's RequestLimits flags, for every preset (a preset's [presets.NAME.limits] table wins)."""
+    for name, field in reversed(RequestLimits.model_fields.items()):
+        kind = click.IntRange(next(m.ge for m in field.metadata if hasattr(m, "ge")))
+        flag = f"--{name.replace('_', '-')}"
+        func = click.option(flag, type=kind, default=field.default, show_default=True, help=field.description)(func)
     return func
 
 
@@ -335,10 +344,12 @@ def export(output: str, method: str, target: str, verbose: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--api-key-env", metavar="NAME", help="require 'Authorization: Bearer $NAME' from clients")
+@limit_options
+@click.option("--max-in-flight", type=click.IntRange(1), default=64, show_default=True, help="more at once get 429")
 @click.option("-v", "--verbose", count=True)
 @friendly_errors
 def serve(config_file: str | None, host: str, port: int, api_key_env: str | None, verbose: int, **flags: Any) -> None:
-    """An OpenAI-compatible server: POST /v1/chat/completions answers with fused (or selected) text.
+    """An OpenAI-compatible server: POST /v1/chat/completions and /v1/responses answer with fused (or selected) text.
 
     The request's "model" names a preset: those of --config, plus "fusion-of-n" made from the flags.
     """
@@ -349,6 +360,8 @@ def serve(config_file: str | None, host: str, port: int, api_key_env: str | None
     setup_logging(max(verbose, 1))
     env = environment()
     presets = load_presets(config_file) if config_file else {}
+    limits = RequestLimits(**{k: flags.pop(k) for k in RequestLimits.model_fields})
+    max_in_flight = flags.pop("max_in_flight")
     given = {k: v for k, v in flags.items() if v not in (None, ())}
     if given or not presets:
         presets[DEFAULT_PRESET] = settings_from(given)
@@ -357,7 +370,7 @@ def serve(config_file: str | None, host: str, port: int, api_key_env: str | None
         api_key = env.get(api_key_env)
         if not api_key:
             raise click.UsageError(f"--api-key-env {api_key_env}: that environment variable is not set")
-    app = create_app(presets, api_key=api_key, env=env)
+    app = create_app(presets, api_key=api_key, env=env, limits=limits, max_in_flight=max_in_flight)
 
     def ready(bound: int) -> None:
         click.echo(f"fusion-of-n serving http://{host}:{bound}/v1 (presets: {', '.join(sorted(presets))})", err=True)

@@ -29,6 +29,20 @@ def cache_dir(env: Mapping[str, str]) -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "fusion-of-n"
 
 
+class RequestLimits(BaseModel):
+    """The proxy's bounds on one request; beyond one, ``fusion-of-n serve`` answers 400 naming the field
+    and the limit. The ``serve`` flags of the same names set them for every preset; a preset's
+    ``[presets.NAME.limits]`` table overrides them field by field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_request_tokens: int = Field(default=32768, ge=1, description="most max_tokens a client may ask for")
+    max_samples: int = Field(default=64, ge=1, description="most samples per request: choices x n x models")
+    max_stop: int = Field(default=4, ge=0, description="most stop strings (OpenAI allows 4)")
+    max_messages: int = Field(default=1000, ge=1, description="most messages per request")
+    max_message_bytes: int = Field(default=1_000_000, ge=1, description="most bytes of messages (UTF-8 JSON)")
+
+
 class PipelineSettings(BaseModel):
     """Everything that decides how one prompt becomes one answer. Unknown keys are errors."""
 
@@ -53,6 +67,7 @@ class PipelineSettings(BaseModel):
     fusor_max_tokens: int | None = Field(default=None, ge=1)
     rpm: float | None = Field(default=None, gt=0, description="requests per minute, per backend")
     tpm: float | None = Field(default=None, gt=0, description="tokens per minute, per backend")
+    limits: RequestLimits | None = None  # the proxy's bounds for this preset; unset fields: the server's
 
     @field_validator("models", mode="before")
     @classmethod

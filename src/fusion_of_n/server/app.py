@@ -1,8 +1,13 @@
 """``create_app()``: an OpenAI-compatible server whose answers are fused (or selected) from N candidates.
 
 Each preset is one :class:`~fusion_of_n.api.Pipeline`, built once and shared by all requests (one HTTP
-session per upstream, models loaded once). Requests go through the library's one data path:
+session per upstream, models loaded once). ``POST /v1/chat/completions`` and ``POST /v1/responses`` read
+their bodies into one :class:`~.plan.Plan` and go through the library's one data path:
 ``Pipeline.sample`` then ``Pipeline.aggregate`` / ``Pipeline.stream``.
+
+Clients see preset names and model aliases, never upstream URLs or specs (:mod:`.names`); requests are
+bounded (:mod:`.limits`); every failure leaves as an OpenAI error envelope, or, once a stream started,
+as its error event and end marker (:mod:`.streaming`). The server log has the full detail.
 """
 
 from __future__ import annotations
@@ -17,41 +22,63 @@ from typing import Any
 
 from aiohttp import web
 
-from ..aggregators.base import methods
 from ..api import Pipeline
-from ..config import PipelineSettings
-from ..errors import ConfigError, FusionOfNError
+from ..config import PipelineSettings, RequestLimits
+from ..errors import ConfigError
 from ..language import detect_language
-from ..types import Params, Request
-from .responses import HTTPFailure, completion, envelope, upstream_failure
-from .schema import BodyError, ChatBody, error_envelope, parse_body
-from .streaming import stream_choices
+from .limits import DEFAULT_MAX_IN_FLIGHT, InFlight, check_preset, effective_limits
+from .names import Names
+from .plan import Plan, Presets, answer, plan, sample_pools
+from .responses import HTTPFailure, completion, envelope
+from .responses_api import LABELS, Reply, ResponsesEncoder, parse
+from .schema import BodyError, error_envelope, parse_body
+from .streaming import ChatEncoder, Encoder, stream_choices
 
 log = logging.getLogger(__name__)
 
-PIPELINES: web.AppKey[dict[str, Pipeline]] = web.AppKey("pipelines")
-ALLOWED_FUSORS: web.AppKey[frozenset[str]] = web.AppKey("allowed_fusors")
+PRESETS: web.AppKey[Presets] = web.AppKey("presets")
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight")
 API_KEY: web.AppKey[str] = web.AppKey("api_key")
 
 
 def create_app(
-    presets: Mapping[str, PipelineSettings], *, api_key: str | None = None, env: Mapping[str, str] | None = None
+    presets: Mapping[str, PipelineSettings],
+    *,
+    api_key: str | None = None,
+    env: Mapping[str, str] | None = None,
+    limits: RequestLimits | None = None,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
 ) -> web.Application:
-    """The aiohttp application. ``api_key`` set: requests need ``Authorization: Bearer <api_key>``."""
+    """The aiohttp application. ``api_key`` set: requests need ``Authorization: Bearer <api_key>``.
+
+    ``limits`` bound every request (a preset's ``limits`` overrides them field by field); beyond
+    ``max_in_flight`` generation requests at once, new ones get a 429 with ``Retry-After``.
+    """
     if not presets:
         raise ConfigError("the server needs at least one preset")
-    app = web.Application(middlewares=[_errors, _auth], client_max_size=32 * 1024 * 1024)
-    app[PIPELINES] = {name: Pipeline(settings, env) for name, settings in presets.items()}
-    app[ALLOWED_FUSORS] = frozenset(
-        str(spec)
+    server_limits = limits or RequestLimits()
+    bounds = {name: effective_limits(server_limits, settings) for name, settings in presets.items()}
+    for name, settings in presets.items():
+        check_preset(name, settings, bounds[name])
+    app = web.Application(middlewares=[_errors, _auth, _bounded], client_max_size=32 * 1024 * 1024)
+    app[IN_FLIGHT] = InFlight(max_in_flight)
+    pipelines = {name: Pipeline(settings, env) for name, settings in presets.items()}
+    fusors = frozenset(
+        spec
         for settings in presets.values()
         for spec in (*settings.models, settings.fusor, settings.judge)
         if isinstance(spec, str)
     )
+    specs = [s for settings in presets.values() for s in (*settings.models, settings.fusor, settings.judge,
+             settings.reward) if isinstance(s, str)]  # fmt: skip
+    backends = [b.name for p in pipelines.values() for b in (*p.backends, p.fusor)]
+    app[PRESETS] = Presets(pipelines, bounds, Names([*specs, *backends]), fusors)
     if api_key:
         app[API_KEY] = api_key
     app.router.add_post("/v1/chat/completions", chatcompletions)
+    app.router.add_post("/v1/responses", responses)
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model:.+}", get_model)
     app.router.add_get("/health", health)
     app.on_startup.append(_warm_up)
     app.on_cleanup.append(_close_pipelines)
@@ -64,7 +91,7 @@ async def _warm_up(app: web.Application) -> None:
 
 
 async def _close_pipelines(app: web.Application) -> None:
-    await asyncio.gather(*(p.aclose() for p in app[PIPELINES].values()), return_exceptions=True)
+    await asyncio.gather(*(p.aclose() for p in app[PRESETS].pipelines.values()), return_exceptions=True)
 
 
 @web.middleware
@@ -103,118 +130,90 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
     return await handler(request)  # type: ignore[no-any-return]
 
 
+@web.middleware
+async def _bounded(request: web.Request, handler: Any) -> web.StreamResponse:
+    """At most ``max_in_flight`` generation requests (POSTs) at once; beyond it a 429, never a queue."""
+    if request.method != "POST":
+        return await handler(request)  # type: ignore[no-any-return]
+    gate = request.app[IN_FLIGHT]
+    gate.enter()
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    finally:
+        gate.leave()
+
+
 async def health(request: web.Request) -> web.Response:
-    pipelines = request.app[PIPELINES]
-    return web.json_response({"status": "ok", "presets": sorted(pipelines)})
+    return web.json_response({"status": "ok", "presets": sorted(request.app[PRESETS].pipelines)})
+
+
+def _model(name: str, presets: Presets) -> dict[str, Any]:
+    """A preset as an OpenAI model object; its models by alias (no upstream URLs or spec options)."""
+    pipeline = presets.pipelines[name]
+    models = [presets.names.alias(b.name) for b in pipeline.backends]
+    details = {"models": models, "n": pipeline.settings.n, "method": pipeline.settings.method}
+    return {"id": name, "object": "model", "created": 0, "owned_by": "fusion-of-n", "fusion_of_n": details}
 
 
 async def list_models(request: web.Request) -> web.Response:
-    data = [
-        {
-            "id": name,
-            "object": "model",
-            "created": 0,
-            "owned_by": "fusion-of-n",
-            "fusion_of_n": {
-                "models": [str(m) for m in p.settings.models],
-                "n": p.settings.n,
-                "method": p.settings.method,
-            },
-        }
-        for name, p in sorted(request.app[PIPELINES].items())
-    ]
-    return web.json_response({"object": "list", "data": data})
+    presets = request.app[PRESETS]
+    return web.json_response({"object": "list", "data": [_model(name, presets) for name in sorted(presets.pipelines)]})
 
 
-def _pipeline(request: web.Request, body: ChatBody) -> Pipeline:
-    pipelines: dict[str, Pipeline] = request.app[PIPELINES]
-    if body.model not in pipelines:
-        raise HTTPFailure(
-            404,
-            f"unknown model {body.model!r}: this server's presets are {', '.join(sorted(pipelines))}",
-            "invalid_request_error",
-            param="model",
-            code="model_not_found",
-        )
-    return pipelines[body.model]
+async def get_model(request: web.Request) -> web.Response:
+    presets = request.app[PRESETS]
+    name = request.match_info["model"]
+    presets.pipeline(name)  # a 404 naming the models there are
+    return web.json_response(_model(name, presets))
 
 
-def _overrides(request: web.Request, body: ChatBody, pipeline: Pipeline) -> tuple[int, str, str | None, bool]:
-    ext = body.fusion_of_n
-    n = ext.n if ext and ext.n else pipeline.settings.n
-    method = ext.method if ext and ext.method else pipeline.settings.method
-    if method not in methods():
-        raise HTTPFailure(
-            400,
-            f"unknown method {method!r}; use one of: {', '.join(methods())}",
-            "invalid_request_error",
-            param="fusion_of_n.method",
-        )
-    fusor = ext.fusor if ext else None
-    allowed = request.app[ALLOWED_FUSORS]
-    if fusor is not None and fusor not in allowed:
-        raise HTTPFailure(
-            400,
-            f"fusor {fusor!r} is not configured on this server; configured models: {', '.join(sorted(allowed))}",
-            "invalid_request_error",
-            param="fusion_of_n.fusor",
-        )
-    return n, method, fusor, bool(ext and ext.return_candidates)
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HTTPFailure(400, "the body is not valid JSON", "invalid_request_error") from None
 
 
-def _request(raw: dict[str, Any], body: ChatBody, pipeline: Pipeline) -> Request:
-    """The candidates' request: the messages exactly as received, per-request params over the preset's."""
-    s = pipeline.settings
-    params = Params(
-        temperature=body.temperature if body.temperature is not None else s.temperature,
-        top_p=body.top_p if body.top_p is not None else s.top_p,
-        max_tokens=body.max_completion_tokens or body.max_tokens or s.max_tokens,
-        seed=body.seed if body.seed is not None else s.seed,
-        stop=body.stop_list if body.stop is not None else s.stop,
-    )
-    return pipeline.request(raw["messages"], params=params)
+def _invalid(exc: BodyError) -> HTTPFailure:
+    return HTTPFailure(400, str(exc), "invalid_request_error", param=exc.param)
 
 
 async def chatcompletions(request: web.Request) -> web.StreamResponse:
-    try:
-        raw = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise HTTPFailure(400, "the body is not valid JSON", "invalid_request_error") from None
+    raw = await _json_body(request)
     try:
         body = parse_body(raw)
     except BodyError as exc:
-        raise HTTPFailure(400, str(exc), "invalid_request_error", param=exc.param) from None
-    pipeline = _pipeline(request, body)
-    n, method, fusor, with_candidates = _overrides(request, body, pipeline)
-    req = _request(raw, body, pipeline)
+        raise _invalid(exc) from None
+    job = plan(request.app[PRESETS], body, raw["messages"])
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return await _stream(request, job, ChatEncoder(envelope(body, "chat.completion.chunk"), include_usage, job))
     started = time.perf_counter()
+    results = await answer(job)
+    log.info("%s: %d choice(s) by %s in %.2fs", body.model, body.n, job.method, time.perf_counter() - started)
+    return web.json_response(completion(body, results, job.with_candidates, job.scrub))
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/responses``: the Responses API's body and reply around the same Plan (see :mod:`.responses_api`)."""
+    raw = await _json_body(request)
     try:
-        adaptive = body.fusion_of_n.adaptive if body.fusion_of_n else None
-        pools = await asyncio.gather(*(pipeline.sample(req, n, adaptive=adaptive) for _ in range(body.n)))
-        if body.stream:
-            return await _stream(request, body, pipeline, req, pools, method, fusor, with_candidates)
-        results = await asyncio.gather(*(pipeline.aggregate(req, pool, method, fusor=fusor) for pool in pools))
-    except FusionOfNError as exc:
-        raise upstream_failure(exc) from exc
-    log.info("%s: %d choice(s) by %s in %.2fs", body.model, body.n, method, time.perf_counter() - started)
-    return web.json_response(completion(body, results, with_candidates))
+        body, messages = parse(raw)
+    except BodyError as exc:
+        raise _invalid(exc) from None
+    job = plan(request.app[PRESETS], body, messages, LABELS)
+    reply = Reply(raw, job)
+    if body.stream:
+        return await _stream(request, job, ResponsesEncoder(reply))
+    results = await answer(job)
+    return web.json_response(reply.object(results[0]))
 
 
-async def _stream(
-    request: web.Request,
-    body: ChatBody,
-    pipeline: Pipeline,
-    req: Request,
-    pools: list[Any],
-    method: str,
-    fusor: str | None,
-    with_candidates: bool,
-) -> web.StreamResponse:
+async def _stream(request: web.Request, job: Plan, encoder: Encoder) -> web.StreamResponse:
     """Server-sent events: headers go out once the pools are sampled (so sampling failures still get a
-    real status), then each choice's answer as it is written."""
+    real status), then each choice's answer as it is written, then the end (always)."""
+    pools = await sample_pools(job)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
-    base = envelope(body, "chat.completion.chunk")
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    await stream_choices(response, base, pipeline, req, pools, method, fusor, include_usage, with_candidates)
+    await stream_choices(response, encoder, job, pools)
     return response

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -14,23 +15,34 @@ from .schema import ChatBody, error_envelope
 
 
 class HTTPFailure(Exception):
-    """A failure that becomes an OpenAI error envelope with ``status``."""
+    """A failure that becomes an OpenAI error envelope with ``status`` (and ``headers``, e.g. Retry-After)."""
 
-    def __init__(self, status: int, message: str, kind: str, param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.kind, self.param, self.code = status, kind, param, code
+        self.headers = dict(headers or {})
 
     def response(self) -> web.Response:
         envelope = error_envelope(str(self), self.kind, param=self.param, code=self.code)
-        return web.json_response(envelope, status=self.status)
+        return web.json_response(envelope, status=self.status, headers=self.headers)
 
 
-def upstream_failure(exc: FusionOfNError) -> HTTPFailure:
+def upstream_failure(exc: FusionOfNError, scrub: Callable[[str], str]) -> HTTPFailure:
+    """The client's view of a library error: its message through ``scrub`` (no upstream URLs or specs)."""
+    message = scrub(str(exc))
     if isinstance(exc, (BackendError, NotEnoughCandidates)):
-        return HTTPFailure(502, f"upstream failure: {exc}", "upstream_error", code="upstream_error")
+        return HTTPFailure(502, f"upstream failure: {message}", "upstream_error", code="upstream_error")
     if isinstance(exc, ConfigError):
-        return HTTPFailure(400, str(exc), "invalid_request_error")
-    return HTTPFailure(500, str(exc), "server_error")
+        return HTTPFailure(400, message, "invalid_request_error")
+    return HTTPFailure(500, message, "server_error")
 
 
 def finish_reason(result: Result) -> str:
@@ -59,13 +71,26 @@ def strategies(results: list[Result]) -> dict[str, Any] | None:
     return {"method": results[0].method, "choices": picks}
 
 
-def extension(results: list[Result], method: str) -> dict[str, Any]:
+_NAMED = ("fusor", "scorer", "selector")  # Result.extra entries that name a backend
+
+
+def extension(results: list[Result], scrub: Callable[[str], str]) -> dict[str, Any]:
+    """``return_candidates``: each Result but its text, backends named by their aliases (``scrub``)."""
     choices = []
     for result in results:
         details = result.to_dict()
         details.pop("text")
+        for candidate in details["candidates"]:
+            candidate["model"] = scrub(candidate["model"])
+        details["failures"] = [{"model": scrub(f.model), "error": scrub(f.error)} for f in result.failures]
+        details["extra"] = {k: scrub(v) if k in _NAMED and isinstance(v, str) else v for k, v in result.extra.items()}
         choices.append(details)
-    return {"method": method, "choices": choices}
+    return {"method": results[0].method if results else None, "choices": choices}
+
+
+def fusion_field(results: list[Result], with_candidates: bool, scrub: Callable[[str], str]) -> dict[str, Any] | None:
+    """The ``fusion_of_n`` field of a reply: the candidates when asked for, ``auto``'s strategies always."""
+    return extension(results, scrub) if with_candidates else strategies(results)
 
 
 def envelope(body: ChatBody, kind: str) -> dict[str, Any]:
@@ -78,7 +103,9 @@ def envelope(body: ChatBody, kind: str) -> dict[str, Any]:
     }
 
 
-def completion(body: ChatBody, results: list[Result], with_candidates: bool) -> dict[str, Any]:
+def completion(
+    body: ChatBody, results: list[Result], with_candidates: bool, scrub: Callable[[str], str]
+) -> dict[str, Any]:
     payload = envelope(body, "chat.completion")
     payload["choices"] = [
         {
@@ -90,8 +117,6 @@ def completion(body: ChatBody, results: list[Result], with_candidates: bool) -> 
         for i, r in enumerate(results)
     ]
     payload["usage"] = usage_of(results)
-    if with_candidates:
-        payload["fusion_of_n"] = extension(results, results[0].method)
-    elif picked := strategies(results):
-        payload["fusion_of_n"] = picked
+    if extra := fusion_field(results, with_candidates, scrub):
+        payload["fusion_of_n"] = extra
     return payload

@@ -3,8 +3,9 @@
 Validation only checks shapes and ranges: the messages themselves are forwarded to the candidate
 models exactly as received (system prompts, multi-turn history, names, content parts).
 OpenAI parameters that do not change how candidates are sampled (``user``, ``metadata``, penalties,
-...) are accepted and ignored; ones whose meaning we cannot honour (tools, structured output,
-logprobs) are rejected with a 400 naming them, rather than silently dropped.
+...) are accepted and ignored, as is ``tool_choice`` "none" or "auto" without tools; ones whose meaning
+we cannot honour (tools, structured output, logprobs) are rejected with a 400 naming them, rather than
+silently dropped.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ UNSUPPORTED = {
     "top_logprobs": "logprobs of a fused answer do not exist; leave top_logprobs out",
 }
 
+HARMLESS = {"tool_choice": ("none", "auto")}  # without tools (refused above), no tool can be called
+
 
 class BodyError(ValueError):
     def __init__(self, message: str, param: str | None) -> None:
@@ -85,7 +88,7 @@ def parse_body(data: Any) -> ChatBody:
     if not isinstance(data, dict):
         raise BodyError("the request body must be a JSON object", None)
     for key, why in UNSUPPORTED.items():
-        if data.get(key) not in (None, False, [], {"type": "text"}):
+        if data.get(key) not in (None, False, [], {"type": "text"}, *HARMLESS.get(key, ())):
             raise BodyError(f"'{key}' is not supported: {why}", key)
     try:
         body = ChatBody.model_validate(data)
