@@ -83,10 +83,10 @@ paper-mini: install
 	    $(PAPER_DIR)/winrate-mtbench.json $(PAPER_DIR)/attribution.json $(PAPER_DIR)/sweep.json -o $(PAPER_DIR)/report
 
 # auto against every fixed method over k-subsets of paper-mini's math pools (run after paper-mini; ~40 min:
-# each fused or judged subset is a 1.5B call; cached in $(PAPER_DIR)/sweep-cache, so a rerun is quick)
+# each fused or judged subset is a 1.5B call; cached in $(PAPER_DIR)/sweep-auto-cache, so a rerun is quick)
 paper-mini-sweep: install
 	$(FON) sweep $(PAPER_DIR)/math.jsonl --k 3,5 --seeds 2 --methods auto,fusion,bon,vote,mbr,random,first \
-	    --fusor $(PAPER_FUSOR) --judge $(PAPER_JUDGE) --concurrency 1 \
+	    --fusor $(PAPER_FUSOR) --judge $(PAPER_JUDGE) --concurrency 1 --cache $(PAPER_DIR)/sweep-auto-cache \
 	    --metric accuracy --answers meta.answer -o $(PAPER_DIR)/sweep-auto.json
 	$(PY) benchmarks/sweep_table.py $(PAPER_DIR)/sweep-auto.json
 
