@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from fusion_of_n import ConfigError, Pipeline, PipelineSettings
-from fusion_of_n.eval import accuracy, attribution, sweep, winrate
+from fusion_of_n.eval import accuracy, attribution, sweep, translation, winrate
 from fusion_of_n.eval.io import read_generate_records
 from fusion_of_n.eval.sweep import SWEEP_FIELDS
 from fusion_of_n.pipeline.records import InputRow, RowError, read_records, record_problem
@@ -127,6 +127,14 @@ def test_eval_commands_report_a_candidate_without_index_in_one_line(
     lines = outcome.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}, line 2 (record 'r1'): candidates[1].index")
     assert "unexpected" not in outcome.stderr and "KeyError" not in outcome.stderr
+
+
+def test_eval_translation_reports_a_candidate_without_index_in_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "out.jsonl", damaged(generated(tmp_path), pop_index))
+    refs = write(tmp_path / "refs.jsonl", [{"id": f"r{i}", "reference": "x"} for i in range(3)])
+    outcome = CliRunner().invoke(translation.command, [path, "--references", refs])
+    assert outcome.exit_code == 1, outcome.output
+    assert outcome.stderr.startswith(f"error: {path}, line 2 (record 'r1'): candidates[1].index"), outcome.stderr
 
 
 def test_eval_commands_accept_what_generate_wrote(tmp_path: Path) -> None:

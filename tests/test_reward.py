@@ -171,6 +171,8 @@ class PoolingServer:
         self.headers.append(dict(request.headers))
         if self.shape == "broken":
             return web.json_response({"data": []})
+        if self.shape == "echo-key":  # a server that quotes the caller's credentials back
+            return web.json_response({"data": [], "detail": f"seen {request.headers.get('Authorization')}"})
         if self.shape == "missing-model":
             return web.json_response({"error": {"message": "model not found"}}, status=404)
         reward = float(len(body["messages"][-1]["content"].split()))
@@ -233,6 +235,22 @@ async def test_remote_reward_without_a_reward_in_the_answer_raises_a_backend_err
     with pytest.raises(BackendError, match=r"--runner pooling"):
         await scorer.score(REQUEST, pool(["a"]))
     await scorer.aclose()
+
+
+async def test_a_reward_answer_quoting_the_key_is_redacted_in_the_error(pooling_server):
+    pooling_server.shape = "echo-key"
+    scorer = create_scorer(reward=f"vllm:rm-1@{pooling_server.url}#key_env=RM_KEY", env={"RM_KEY": "sk-rm-secret-123"})
+    with pytest.raises(BackendError) as caught:
+        await scorer.score(REQUEST, pool(["a"]))
+    await scorer.aclose()
+    assert "seen" in str(caught.value) and "sk-rm-secret-123" not in str(caught.value)
+
+
+async def test_an_empty_key_env_variable_means_a_keyless_reward_server(pooling_server):
+    scorer = create_scorer(reward=f"vllm:rm-1@{pooling_server.url}#key_env=NO_KEY", env={"NO_KEY": ""})
+    await scorer.score(REQUEST, pool(["a"]))
+    await scorer.aclose()
+    assert "Authorization" not in pooling_server.headers[0]
 
 
 async def test_remote_reward_passes_upstream_http_errors_on(pooling_server):

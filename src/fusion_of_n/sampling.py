@@ -139,7 +139,7 @@ async def sample_adaptive(backends: Sequence[Backend], request: Request, n: int,
         usage = usage + part.usage
         failures += part.failures
         candidates += [c.replace(index=len(candidates) + i) for i, c in enumerate(part.candidates)]
-        if majority_is_settled(candidates, (n - drawn) * len(backends)):
+        if await asyncio.to_thread(majority_is_settled, candidates, (n - drawn) * len(backends)):
             break
     if len(candidates) < min_candidates:
         raise NotEnoughCandidates(len(candidates), min_candidates, [f"{f.model}: {f.error}" for f in failures])

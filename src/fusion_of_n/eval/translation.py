@@ -47,9 +47,8 @@ from sacrebleu.metrics.chrf import CHRF
 from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
 from ..language import detect_language, language_code
-from ..pipeline.records import read_records
 from .comet import CometScorer, load_comet
-from .io import prompt_text, write_result
+from .io import prompt_text, read_generate_records, write_result
 from .stats import bootstrap_ci
 
 __all__ = [
@@ -355,7 +354,7 @@ def command(
     references = read_references(references_path)
     comet = load_comet(comet_model) if comet_model else None
     result = evaluate_translation(
-        read_records(records_path),
+        read_generate_records(records_path),
         references,
         oracle_metric=oracle_metric,
         comet=comet,

@@ -65,10 +65,10 @@ def create_reward_model(text: str, env: Mapping[str, str]) -> Scorer:
             raise ConfigError(f"reward spec {text!r} needs the server's URL: 'vllm:{spec.model}@http://host:port'")
         spec.check_options({"key_env", "max_concurrency"})
         key_env = spec.option("key_env")
-        if key_env and not env.get(key_env):
+        if key_env and env.get(key_env) is None:
             raise ConfigError(
                 f"reward spec {spec} reads its API key from {key_env}, but {key_env} is not set; "
-                f"export {key_env}=... or remove key_env"
+                f"export {key_env}=... (an empty {key_env}= sends no key, for a keyless server) or remove key_env"
             )
         api_key = env.get(key_env or DEFAULT_KEY_ENV) or None
         return RemoteRewardModel(

@@ -205,8 +205,8 @@ class RemoteRewardModel:
         if value is None:
             raise BackendError(
                 f"reward server {self.client.url('/pooling')} answered without a reward in data[0].data "
-                f"(got {str(response)[:200]}); is {self.model!r} a reward or classification model "
-                "served with --runner pooling?",
+                f"(got {self.client.redact(str(response), limit=200)}); is {self.model!r} a reward or "
+                "classification model served with --runner pooling?",
                 backend=self.name,
                 url=self.client.url("/pooling"),
             )
