@@ -8,6 +8,8 @@ It runs in a background thread with its own event loop, so it serves sync and as
 (``with`` or ``async with``). ``scripts`` is a step list / :class:`Script` answering any model, or a
 dict model name -> steps (other models get a 404). Each step makes one choice; an ``HTTPFault`` step
 fails the request with that status; an exception step drops the connection without a response.
+``faults`` (a seeded :class:`~.faults.FaultPlan`) injects a random mix of upstream failures on top:
+429s, 5xx, stalls, malformed bodies and streams, cut and dropped connections.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from multidict import CIMultiDict
 from ..server.runner import BackgroundServer
 from ..types import message_text
 from .fake import split_words
+from .faults import FaultPlan
 from .script import HTTPFault, Reply, Script, Step, count_tokens
 
 ANY_MODEL = "fake"
@@ -49,8 +52,10 @@ class FakeOpenAIServer:
 
     ``honour_n=False`` answers one choice whatever ``n`` asks (like llama.cpp's server); ``latency``
     is slept before each answer; ``chunk_delay`` is slept after each streamed piece of text (so a
-    client can leave mid-stream); with ``api_key`` set, any other bearer gets a 401.
-    ``requests`` records every request; ``max_in_flight`` is the most requests seen at once;
+    client can leave mid-stream); with ``api_key`` set, any other bearer gets a 401; ``faults`` fails
+    chat requests by a seeded plan (:class:`~.faults.FaultPlan`, whose ``counts`` tally what it injected).
+    ``requests`` records every request (``record=False``: none, for long runs that watch memory);
+    ``max_in_flight`` is the most requests seen at once;
     ``cancelled`` counts chat requests whose client went away before the response was finished
     (the handler is cancelled when the connection drops, as a real server stops generating).
     """
@@ -63,6 +68,8 @@ class FakeOpenAIServer:
         latency: float = 0.0,
         chunk_delay: float = 0.0,
         api_key: str | None = None,
+        faults: FaultPlan | None = None,
+        record: bool = True,
         port: int = 0,
     ) -> None:
         if isinstance(scripts, Mapping):
@@ -75,6 +82,8 @@ class FakeOpenAIServer:
         self.latency = latency
         self.chunk_delay = chunk_delay
         self.api_key = api_key
+        self.faults = faults
+        self.record = record
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -134,7 +143,8 @@ class FakeOpenAIServer:
                     body = json.loads(await request.read())
                 except ValueError:
                     body = None
-            self.requests.append(RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body))
+            if self.record:
+                self.requests.append(RecordedRequest(request.method, request.path, CIMultiDict(request.headers), body))
             if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
                 return _json(401, error_body("Incorrect API key provided.", code="invalid_api_key"))
             if request.method == "POST" and request.path == "/v1/chat/completions":
@@ -176,6 +186,10 @@ class FakeOpenAIServer:
             if isinstance(step, HTTPFault):
                 return await _fault(step)
             replies.append(step)
+        if self.faults is not None:
+            injected = await self.faults.inject(request, body, model or ANY_MODEL, replies)
+            if injected is not None:
+                return injected
         delay = max(reply.delay for reply in replies)
         if delay:
             await asyncio.sleep(delay)
