@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from fusion_of_n.backends import local
 from fusion_of_n.backends.base import Backend, ModelSpec, create_backend
-from fusion_of_n.backends.local import LocalBackend
+from fusion_of_n.backends.local import CATALOGUE, LocalBackend, clear_model_cache, hooks
+from fusion_of_n.backends.local import backend as local_backend
+from fusion_of_n.backends.local.loader import LoadedModel, loaded_model
 from fusion_of_n.errors import BackendError, ConfigError, MissingDependency
-from fusion_of_n.models import CATALOGUE
 from fusion_of_n.types import Params, Request
 
 SMOLLM2 = "local:smollm2-135m"
@@ -31,7 +31,7 @@ needs_model = pytest.mark.skipif(
 @pytest.fixture
 def fake_llama_cpp(monkeypatch: pytest.MonkeyPatch) -> None:
     """Spec tests run whether or not llama.cpp is installed; they never load a model."""
-    monkeypatch.setattr(local, "_require_llama_cpp", lambda: None)
+    monkeypatch.setattr(local_backend, "require_llama_cpp", lambda: None)
 
 
 def _gguf(tmp_path: Path) -> Path:
@@ -87,8 +87,8 @@ def test_missing_llama_cpp_names_the_pinned_install(monkeypatch: pytest.MonkeyPa
 
 
 def test_seeds_count_up_from_the_request_seed() -> None:
-    assert local._seeds(41, 3) == [41, 42, 43]
-    assert local._seeds(0xFFFFFFFE, 2) == [0xFFFFFFFE, 0]  # wraps before llama.cpp's "random" value
+    assert hooks.sample_seeds(41, 3) == [41, 42, 43]
+    assert hooks.sample_seeds(0xFFFFFFFE, 2) == [0xFFFFFFFE, 0]  # wraps before llama.cpp's "random" value
 
 
 def test_text_content_parts_become_a_string_and_other_keys_stay() -> None:
@@ -96,14 +96,14 @@ def test_text_content_parts_become_a_string_and_other_keys_stay() -> None:
         {"role": "user", "name": "ana", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
     )
 
-    assert local._text_messages(messages, "local:x") == [{"role": "user", "name": "ana", "content": "a\nb"}]
+    assert hooks.text_messages(messages, "local:x") == [{"role": "user", "name": "ana", "content": "a\nb"}]
 
 
 def test_image_content_is_rejected_naming_the_backend() -> None:
     messages = ({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]},)
 
     with pytest.raises(ConfigError, match=r"'local:x' takes text only.*image_url"):
-        local._text_messages(messages, "local:x")
+        hooks.text_messages(messages, "local:x")
 
 
 # ---- the real embedded model (SmolLM2-135M through llama.cpp) ---------------------------------------------
@@ -300,14 +300,14 @@ async def test_closed_backend_refuses_to_generate(smollm2: LocalBackend) -> None
 async def test_cleared_model_cache_reloads_on_the_next_request(smollm2: LocalBackend) -> None:
     before = await smollm2._model()
 
-    local.clear_model_cache()
+    clear_model_cache()
     generation = await smollm2.generate(ask("Say yes.", max_tokens=2, temperature=0))
 
     assert generation.candidates[0].completion_tokens
     assert (await smollm2._model()) is not before
 
 
-# ---- N samples decoded together (backends/llama_batch.py) ---------------------------------------------------
+# ---- N samples decoded together (backends/local/batch.py) ----------------------------------------------------
 
 
 @pytest.mark.parametrize("option", ["parallel=0", "parallel=17"])
@@ -318,9 +318,17 @@ def test_parallel_outside_1_to_16_is_a_config_error_naming_it(
         create_backend(f"local:{_gguf(tmp_path)}#{option}", {})
 
 
+def _loaded(backend: LocalBackend) -> LoadedModel:
+    """The model ``backend`` has loaded (it has served a request)."""
+    assert backend._settings is not None
+    loaded = loaded_model(backend._settings)
+    assert loaded is not None
+    return loaded
+
+
 def _decode_alone(backend: LocalBackend, request: Request, seed: int) -> str:
     """One sequence through the batch decoder, on the model's worker thread."""
-    loaded = local._LOADED[backend._settings]  # type: ignore[index]
+    loaded = _loaded(backend)
     messages = [dict(m) for m in request.messages]
     params = request.params.replace(seed=seed)
     outcome = loaded.worker.submit(loaded.decoder.sample, messages, params, [seed], threading.Event()).result()
@@ -408,7 +416,7 @@ async def test_groups_of_parallel_samples_and_fallbacks(tmp_path: Path) -> None:
 async def test_a_set_stop_event_ends_the_decode_with_nothing(smollm2: LocalBackend) -> None:
     request = ask("Count to ten.", max_tokens=8, temperature=0)
     await smollm2.generate(request, n=2)
-    loaded = local._LOADED[smollm2._settings]  # type: ignore[index]
+    loaded = _loaded(smollm2)
     stop = threading.Event()
     stop.set()
 

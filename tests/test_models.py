@@ -17,18 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from fusion_of_n import models
-from fusion_of_n.errors import ConfigError, MissingDependency, ModelIntegrityError
-from fusion_of_n.gguf import gguf_context_length
-from fusion_of_n.models import (
+from fusion_of_n.backends.local import (
     CATALOGUE,
     DEFAULT_MODEL,
     ChunkedModel,
     PackagedModel,
+    assemble,
     check_model,
+    gguf_context_length,
     list_models,
     resolve_model,
 )
+from fusion_of_n.errors import ConfigError, MissingDependency, ModelIntegrityError
 
 CHUNKS = (b"GGUF-first-chunk|", b"second-chunk|", b"third")
 
@@ -183,7 +183,7 @@ def test_matching_stamp_is_trusted_without_rehashing(
     def no_hashing(path: Path) -> str:
         raise AssertionError(f"{path} was re-hashed although its stamp matches")
 
-    monkeypatch.setattr(models, "_sha256_file", no_hashing)
+    monkeypatch.setattr(assemble, "sha256_file", no_hashing)
 
     assert resolve_model("tiny", cache, catalogue=catalogue) == first
     assert first.read_bytes() == chunks.expected
@@ -198,13 +198,13 @@ def test_touched_file_is_rehashed_once_and_stamped_again(
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     hashed: list[Path] = []
-    real = models._sha256_file
+    real = assemble.sha256_file
 
     def counting(target: Path) -> str:
         hashed.append(target)
         return real(target)
 
-    monkeypatch.setattr(models, "_sha256_file", counting)
+    monkeypatch.setattr(assemble, "sha256_file", counting)
 
     resolve_model("tiny", cache, catalogue=catalogue)
     resolve_model("tiny", cache, catalogue=catalogue)
@@ -228,15 +228,15 @@ def test_waiting_for_another_assembler_reuses_its_file(
     catalogue = {"tiny": chunks.entry}
     cache.mkdir()
     assembled: list[Path] = []
-    monkeypatch.setattr(ChunkedModel, "_assemble", lambda self, target: assembled.append(target))
+    monkeypatch.setattr(assemble, "assemble_parts", lambda parts, target, sha256, **_: assembled.append(target))
     waiting = threading.Event()
-    real_lock = models._file_lock
+    real_lock = assemble.file_lock
 
     def observed_lock(path: Path):  # type: ignore[no-untyped-def]
         waiting.set()
         return real_lock(path)
 
-    monkeypatch.setattr(models, "_file_lock", observed_lock)
+    monkeypatch.setattr(assemble, "file_lock", observed_lock)
     results: list[Path] = []
     with (cache / "tiny.gguf.lock").open("a") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # "another process" is assembling
@@ -244,7 +244,7 @@ def test_waiting_for_another_assembler_reuses_its_file(
         worker.start()
         assert waiting.wait(10)
         (cache / "tiny.gguf").write_bytes(chunks.expected)
-        models._write_stamp(cache / "tiny.gguf", chunks.entry.sha256)
+        assemble.write_stamp(cache / "tiny.gguf", chunks.entry.sha256)
         fcntl.flock(held.fileno(), fcntl.LOCK_UN)
     worker.join(10)
 
@@ -298,13 +298,13 @@ def test_packaged_model_with_a_sha256_is_verified_once_then_trusted_by_its_stamp
     content = b"GGUF in place"
     entry = make_packaged(site, content, hashlib.sha256(content).hexdigest())
     hashed: list[Path] = []
-    real = models._sha256_file
+    real = assemble.sha256_file
 
     def counting(target: Path) -> str:
         hashed.append(target)
         return real(target)
 
-    monkeypatch.setattr(models, "_sha256_file", counting)
+    monkeypatch.setattr(assemble, "sha256_file", counting)
 
     first = resolve_model("small", cache, catalogue={"small": entry})
     second = resolve_model("small", cache, catalogue={"small": entry})

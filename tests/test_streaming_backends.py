@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from local_app import serve
 
 from fusion_of_n.backends.base import StreamingBackend, create_backend
-from fusion_of_n.backends.llama_hooks import StopStrings
 from fusion_of_n.backends.local import LocalBackend
+from fusion_of_n.backends.local.hooks import StopStrings
 from fusion_of_n.backends.openai import OpenAIBackend
 from fusion_of_n.errors import BackendError, UpstreamHTTPError
 from fusion_of_n.testing import FakeBackend, FakeOpenAIServer, HTTPFault, Reply

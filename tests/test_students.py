@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from fusion_of_n.backends.local import GGUF_MAGIC, check_model, resolve_model
 from fusion_of_n.cli import main
 from fusion_of_n.errors import ConfigError
-from fusion_of_n.gguf import GGUF_MAGIC
-from fusion_of_n.models import check_model, resolve_model
 from fusion_of_n.students import StudentStatus, list_students, register_student
 
 GGUF_BYTES = GGUF_MAGIC + b"\0" * 60
@@ -168,7 +167,7 @@ def test_search_finds_nested_train_dirs_sorted_and_skips_a_broken_manifest(
     data.mkdir()
     (data / "train.json").write_text(json.dumps([{"prompt": "a data set, not a manifest"}]))
 
-    with caplog.at_level(logging.WARNING, logger="fusion_of_n.models"):
+    with caplog.at_level(logging.WARNING, logger="fusion_of_n.students"):
         students = list_students(cache, search=[runs])
 
     assert [(s.path, s.method, s.status, s.gguf, s.size) for s in students] == [

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from fusion_of_n.backends.local import GGUF_MAGIC
 from fusion_of_n.cli import main
 from fusion_of_n.config import cache_dir
 from fusion_of_n.errors import ConfigError
-from fusion_of_n.gguf import GGUF_MAGIC
 from fusion_of_n.train.convert import SCRIPT, cached_converter
 
 pytest.importorskip("trl", reason="needs the train extra: pip install 'fusion-of-n[train]'")
@@ -46,7 +46,7 @@ def converter() -> Path:
 
 @pytest.fixture(scope="session")
 def smol_gguf() -> Path:
-    from fusion_of_n.models import CATALOGUE
+    from fusion_of_n.backends.local import CATALOGUE
 
     return CATALOGUE["smollm2-135m"].locate(Path("unused"))
 

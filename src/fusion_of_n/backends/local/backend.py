@@ -1,6 +1,6 @@
 """The embedded backend: a GGUF model run in-process by llama.cpp (spec ``local:MODEL[#OPTIONS]``).
 
-``MODEL`` is a catalogue name (see :mod:`fusion_of_n.models`, default ``qwen2.5-coder-0.5b``) or a path
+``MODEL`` is a catalogue name (see :mod:`.catalogue`, default ``qwen2.5-coder-0.5b``) or a path
 to a ``.gguf`` file. Options:
 
 ``n_ctx``         context length (default 8192, capped at the model's training context; 0 = training context)
@@ -16,7 +16,7 @@ A single sample is one ``create_chat_completion`` call with the model's own chat
 params keep llama-cpp-python's defaults (temperature 0.2, top_p 0.95, top_k 40, min_p 0.05, no token
 limit beyond the context). For ``n > 1`` sample ``i`` uses ``seed + i`` (or a fresh random seed when
 the request has none), so samples differ yet reproduce. When ``max_tokens`` is set, the samples are
-decoded ``parallel`` at a time as sequences of one batch (:mod:`.llama_batch`: the prompt is evaluated
+decoded ``parallel`` at a time as sequences of one batch (:mod:`.batch`: the prompt is evaluated
 once, each decode step advances every sequence; 1.28x less wall time for N=5 on 2 cores) and the usage counts
 the prompt once per batch; otherwise (no ``max_tokens``, ``top_logprobs``, a ``chat_format`` option,
 or a prompt plus N x ``max_tokens`` beyond ``n_ctx``) they run one after another, and llama.cpp reuses
@@ -40,7 +40,7 @@ one by one.
 floats, ~5 GB for Qwen at 8192): a logits processor sees the raw logits of each step, before any
 sampling, and records the top-k log-softmax alternatives.
 
-Process state: loaded models live in :mod:`.llama_models` (one per file and load settings per
+Process state: loaded models live in :mod:`.loader` (one per file and load settings per
 process; :func:`clear_model_cache` frees them). Calls into a loaded model are serialized on that
 model's own single worker thread, which keeps the event loop free and, unlike a lock taken inside
 ``asyncio.to_thread``, never parks the default executor's threads behind a busy model; a cancelled
@@ -53,24 +53,22 @@ import asyncio
 import functools
 import logging
 import os
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, ConfigError, FusionOfNError
-from ..gguf import gguf_context_length
-from ..models import check_model, resolve_model
-from ..types import Candidate, Delta, Generation, Message, Params, Request, Usage, message_text
-from . import llama_batch
-from .base import ModelSpec
-from .llama_hooks import StepCounter, StopStrings, StreamEnd, TopLogprobs
-from .llama_models import _LOADED, LoadedModel, LoadSettings, clear_model_cache, load
-from .llama_models import require_llama_cpp as _require_llama_cpp
+from ...errors import BackendError, ConfigError, FusionOfNError
+from ...types import Candidate, Delta, Generation, Params, Request, Usage
+from ..base import ModelSpec
+from . import batch
+from .catalogue import check_model, resolve_model
+from .gguf import gguf_context_length
+from .hooks import StepCounter, StopStrings, StreamEnd, TopLogprobs, sample_seeds, sampling_kwargs, text_messages
+from .loader import LoadedModel, LoadSettings, load, loaded_model, require_llama_cpp
 
-__all__ = ["DEFAULT_N_CTX", "LoadSettings", "LocalBackend", "clear_model_cache"]
+__all__ = ["DEFAULT_N_CTX", "LocalBackend"]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +76,6 @@ DEFAULT_N_CTX = 8192
 _OPTIONS = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_format", "parallel", "structured"}
 DEFAULT_PARALLEL = 8
 MAX_PARALLEL = 16  # sequences one batch context can hold; the ``parallel`` option picks up to this many
-_SEED_RANGE = 0xFFFFFFFF  # llama.cpp treats 0xFFFFFFFF as "pick a random seed"
 
 
 class LocalBackend:
@@ -98,7 +95,7 @@ class LocalBackend:
         structured: str = "grammar",
         name: str | None = None,
     ) -> None:
-        _require_llama_cpp()
+        require_llama_cpp()
         check_model(model, cache_dir)
         self.name = name or f"local:{model}"
         self.model = model
@@ -148,8 +145,7 @@ class LocalBackend:
     async def _model(self) -> LoadedModel:
         if self._settings is None:
             self._settings = await asyncio.to_thread(self._resolve_settings)
-        # A plain dict read is atomic; not taking the lock keeps the event loop free while another thread loads.
-        loaded = _LOADED.get(self._settings)
+        loaded = loaded_model(self._settings)  # never waits: the event loop stays free while another thread loads
         return loaded if loaded is not None else await asyncio.to_thread(load, self._settings)
 
     def _resolve_settings(self) -> LoadSettings:
@@ -168,11 +164,11 @@ class LocalBackend:
             raise BackendError(f"backend {self.name!r} is closed", backend=self.name)
         started = time.perf_counter()
         loaded = await self._model()
-        messages = _text_messages(request.messages, self.name)
-        seeds = _seeds(request.params.seed, n)
+        messages = text_messages(request.messages, self.name)
+        seeds = sample_seeds(request.params.seed, n)
         params = self._params(request.params)
         sampled = None
-        if self._parallel > 1 and llama_batch.usable(loaded.llama, params, n):
+        if self._parallel > 1 and batch.usable(loaded.llama, params, n):
             sampled = await self._sample_batched(loaded, messages, params, seeds)
         if sampled is None:  # batching does not apply: one by one
             sampled = await self._sample_one_by_one(loaded, messages, params, seeds)
@@ -231,11 +227,11 @@ class LocalBackend:
         params: Params,
         seeds: Sequence[int],
         stop: threading.Event,
-    ) -> tuple[list[llama_batch.Sample], int] | None:
+    ) -> tuple[list[batch.Sample], int] | None:
         """One batch of samples, on the model's worker thread (which also builds the decoder once)."""
         if loaded.decoder is None:
             try:
-                loaded.decoder = llama_batch.BatchDecoder(loaded.llama, MAX_PARALLEL)
+                loaded.decoder = batch.BatchDecoder(loaded.llama, MAX_PARALLEL)
             except Exception as exc:  # foreign-library boundary: fall back to sampling one by one
                 log.warning("%s: parallel decoding is unavailable (%s); sampling one by one", self.name, exc)
                 loaded.decoder = False
@@ -250,7 +246,7 @@ class LocalBackend:
         self, loaded: LoadedModel, messages: list[dict[str, Any]], params: Params, seed: int
     ) -> tuple[Candidate, int, int]:
         """One completion, on the model's worker thread."""
-        kwargs = _sampling_kwargs(params, seed)
+        kwargs = sampling_kwargs(params, seed)
         recorder = TopLogprobs(loaded.llama, params.top_logprobs) if params.top_logprobs else None
         if recorder is not None:
             kwargs["logits_processor"] = [recorder]
@@ -279,8 +275,8 @@ class LocalBackend:
             raise BackendError(f"backend {self.name!r} is closed", backend=self.name)
         started = time.perf_counter()
         loaded = await self._model()
-        messages = _text_messages(request.messages, self.name)
-        (seed,) = _seeds(request.params.seed, 1)
+        messages = text_messages(request.messages, self.name)
+        (seed,) = sample_seeds(request.params.seed, 1)
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str | asyncio.Future[StreamEnd | None]] = asyncio.Queue()
         stop = threading.Event()
@@ -319,7 +315,7 @@ class LocalBackend:
             return None
         counter = StepCounter(loaded.llama)
         cutter = StopStrings(params.stop or ())  # ours, so that we know when a stop string ended the answer
-        kwargs = {**_sampling_kwargs(params.replace(stop=None), seed), "logits_processor": [counter]}
+        kwargs = {**sampling_kwargs(params.replace(stop=None), seed), "logits_processor": [counter]}
         text: list[str] = []
         finish_reason = "stop"
         try:
@@ -354,43 +350,5 @@ class LocalBackend:
         )
 
     async def aclose(self) -> None:
-        """Stop using the model; it stays loaded for other backends until :func:`clear_model_cache`."""
+        """Stop using the model; it stays loaded for other backends until :func:`.loader.clear_model_cache`."""
         self._closed = True
-
-
-def _sampling_kwargs(params: Params, seed: int) -> dict[str, Any]:
-    """``create_chat_completion`` arguments for ``params``; None keeps llama-cpp-python's default."""
-    kwargs: dict[str, Any] = {"seed": seed}
-    for key in ("temperature", "top_p", "max_tokens"):
-        if (value := getattr(params, key)) is not None:
-            kwargs[key] = value
-    if params.stop:
-        kwargs["stop"] = list(params.stop)
-    if params.output_format is not None:
-        from llama_cpp import LlamaGrammar  # type: ignore[attr-defined]
-
-        kwargs["grammar"] = LlamaGrammar.from_string(params.output_format.grammar, verbose=False)
-    return kwargs
-
-
-def _seeds(seed: int | None, n: int) -> list[int]:
-    if seed is None:
-        return [secrets.randbelow(_SEED_RANGE) for _ in range(n)]
-    return [(seed + i) % _SEED_RANGE for i in range(n)]
-
-
-def _text_messages(messages: Sequence[Message], backend: str) -> list[dict[str, Any]]:
-    """The chat as plain dicts; text content parts are joined because chat templates expect strings."""
-    result = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            kinds = {part.get("type") for part in content if isinstance(part, Mapping)}
-            if kinds - {"text"}:
-                raise ConfigError(
-                    f"backend {backend!r} takes text only, but a {message.get('role')} message has content "
-                    f"parts of type {', '.join(sorted(str(k) for k in kinds - {'text'}))}"
-                )
-            content = message_text(message)
-        result.append({**message, "content": content})
-    return result

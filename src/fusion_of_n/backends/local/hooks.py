@@ -1,23 +1,29 @@
 """What the local backend hands to llama.cpp, and the small records it keeps while a model runs.
 
+* :func:`text_messages`, :func:`sampling_kwargs` and :func:`sample_seeds` turn a :class:`~fusion_of_n.types.Request`
+  into ``create_chat_completion`` arguments (a GBNF grammar is the one thing built by llama_cpp itself).
 * :class:`TopLogprobs` and :class:`StepCounter` are llama-cpp-python logits processors: called once per
   sampling step with the raw logits, they record something and return the logits unchanged.
 * :class:`StopStrings` applies ``Params.stop`` to streamed text itself, so the stream knows when a stop
   string (rather than the end-of-generation token) ended the answer.
 * :class:`StreamEnd` is how a streamed completion ended: its finish reason and token counts.
 
-``llama`` is a ``llama_cpp.Llama``; nothing here imports llama_cpp.
+``llama`` is a ``llama_cpp.Llama``; nothing here imports llama_cpp but :func:`sampling_kwargs`, for a grammar.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..types import TokenAlternatives
+from ...errors import ConfigError
+from ...types import Message, Params, TokenAlternatives, message_text
+
+SEED_RANGE = 0xFFFFFFFF  # llama.cpp treats 0xFFFFFFFF as "pick a random seed"
 
 
 class TopLogprobs:
@@ -109,3 +115,42 @@ class StopStrings:
 
     def _overlap(self, stop: str) -> int:
         return next((i for i in range(min(len(stop), len(self.text)), 0, -1) if self.text.endswith(stop[:i])), 0)
+
+
+def sampling_kwargs(params: Params, seed: int) -> dict[str, Any]:
+    """``create_chat_completion`` arguments for ``params``; None keeps llama-cpp-python's default."""
+    kwargs: dict[str, Any] = {"seed": seed}
+    for key in ("temperature", "top_p", "max_tokens"):
+        if (value := getattr(params, key)) is not None:
+            kwargs[key] = value
+    if params.stop:
+        kwargs["stop"] = list(params.stop)
+    if params.output_format is not None:
+        from llama_cpp import LlamaGrammar  # type: ignore[attr-defined]
+
+        kwargs["grammar"] = LlamaGrammar.from_string(params.output_format.grammar, verbose=False)
+    return kwargs
+
+
+def sample_seeds(seed: int | None, n: int) -> list[int]:
+    """One seed per sample: ``seed + i`` (wrapping before llama.cpp's "random" value), else fresh random ones."""
+    if seed is None:
+        return [secrets.randbelow(SEED_RANGE) for _ in range(n)]
+    return [(seed + i) % SEED_RANGE for i in range(n)]
+
+
+def text_messages(messages: Sequence[Message], backend: str) -> list[dict[str, Any]]:
+    """The chat as plain dicts; text content parts are joined because chat templates expect strings."""
+    result = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            kinds = {part.get("type") for part in content if isinstance(part, Mapping)}
+            if kinds - {"text"}:
+                raise ConfigError(
+                    f"backend {backend!r} takes text only, but a {message.get('role')} message has content "
+                    f"parts of type {', '.join(sorted(str(k) for k in kinds - {'text'}))}"
+                )
+            content = message_text(message)
+        result.append({**message, "content": content})
+    return result

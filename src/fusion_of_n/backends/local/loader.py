@@ -1,9 +1,10 @@
 """Models loaded by llama.cpp in this process: one per file and load settings, each with its own thread.
 
-``_LOADED`` maps :class:`LoadSettings` to a :class:`LoadedModel`, guarded by a ``threading.Lock``, so a
-model loads once per process however many backends use it. This is the one deliberate piece of
-process-level state in the library; :func:`clear_model_cache` frees it. Calls into a loaded model are
-serialized on its single worker thread (see :mod:`fusion_of_n.backends.local`).
+A private map from :class:`LoadSettings` to :class:`LoadedModel`, guarded by a ``threading.Lock``, makes a
+model load once per process however many backends use it: :func:`load` loads (or returns) one,
+:func:`loaded_model` peeks without waiting, :func:`clear_model_cache` frees them all. This is the one
+deliberate piece of process-level state in the library. Calls into a loaded model are serialized on its
+single worker thread (see :mod:`.backend`). Importing this module does not import llama_cpp.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, MissingDependency
+from ...errors import BackendError, MissingDependency
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class LoadedModel:
     worker: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
     )
-    decoder: Any = None  # the llama_batch.BatchDecoder, built on first use; False when it cannot be built
+    decoder: Any = None  # the batch.BatchDecoder, built on first use; False when it cannot be built
 
     def close(self) -> None:
         self.worker.shutdown(wait=True)
@@ -76,7 +77,17 @@ def import_llama_cpp() -> Any:
         raise MissingDependency(_INSTALL_HINT) from exc
 
 
+def loaded_model(settings: LoadSettings) -> LoadedModel | None:
+    """The model already loaded with ``settings``, or None; never waits for a load in progress.
+
+    A plain dict read is atomic, so not taking the lock keeps the caller (the event loop) free while
+    another thread loads.
+    """
+    return _LOADED.get(settings)
+
+
 def load(settings: LoadSettings) -> LoadedModel:
+    """The model loaded with ``settings``, loading it now (once per process) if needed."""
     with _LOADED_LOCK:
         loaded = _LOADED.get(settings)
         if loaded is not None:

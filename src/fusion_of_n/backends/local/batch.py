@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..types import Params
+from ...types import Params
 
 DEFAULT_TEMPERATURE = 0.2  # llama-cpp-python's create_chat_completion defaults
 DEFAULT_TOP_P = 0.95
@@ -91,7 +91,7 @@ class BatchDecoder:
     """A multi-sequence context on a loaded ``llama_cpp.Llama``'s weights (build it on the model's thread)."""
 
     def __init__(self, llama: Any, parallel: int) -> None:
-        # imported untyped (Any), as in local.py: llama_cpp's own annotations are partial
+        # imported untyped (Any), as in loader.py: llama_cpp's own annotations are partial
         llama_cpp: Any = importlib.import_module("llama_cpp")
         _internals: Any = importlib.import_module("llama_cpp._internals")
         llama_chat_format: Any = importlib.import_module("llama_cpp.llama_chat_format")
