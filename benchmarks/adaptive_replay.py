@@ -19,15 +19,16 @@ from typing import Any
 from fusion_of_n.answers import extract_answer
 from fusion_of_n.eval.accuracy import answers_match, field_value, majority_answer, normalize_gold
 from fusion_of_n.eval.stats import mean_ci
-from fusion_of_n.eval.subsets import record_pool
-from fusion_of_n.pipeline.records import read_any_records
+from fusion_of_n.records import pool_size, read_any_records, record_pool
 from fusion_of_n.sampling import adaptive_prefix, round_sizes
 from fusion_of_n.types import Candidate
 
 
 def replay(record: dict[str, Any]) -> tuple[list[Candidate], list[Candidate]]:
     """(drawn, whole pool) for one record with a single model's samples, in pool order."""
-    pool = list(record_pool(record, range(len(record["candidates"]))).candidates)
+    pool = list(record_pool(record).candidates)
+    if len({c.model for c in pool}) != 1:
+        sys.exit("replay takes records of one model's samples (a teacher pool interleaves models)")
     return pool[: adaptive_prefix(pool)], pool
 
 
@@ -43,10 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     full, adaptive, tokens_full, tokens_drawn, samples, sizes = [], [], [], [], [], []
     for record in read_any_records(args.records):
-        if record.get("error") or not record.get("candidates"):
+        if record.get("error") or not pool_size(record):
             continue
-        if len({c["model"] for c in record["candidates"]}) != 1:
-            sys.exit("replay takes records of one model's samples (a teacher pool interleaves models)")
         gold = normalize_gold(field_value(record, args.answers))
         drawn, pool = replay(record)
         full.append(vote_correct(pool, gold))

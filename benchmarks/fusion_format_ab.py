@@ -23,31 +23,38 @@ from fusion_of_n.answers import extract_answer
 from fusion_of_n.backends import create_backend
 from fusion_of_n.eval.accuracy import answers_match, field_value, normalize_gold
 from fusion_of_n.eval.stats import mean_ci
-from fusion_of_n.eval.subsets import record_pool
-from fusion_of_n.pipeline.records import read_any_records
-from fusion_of_n.types import Candidate, Params, Request
+from fusion_of_n.records import (
+    read_any_records,
+    record_methods,
+    record_pool,
+    record_request,
+    record_result,
+    result_text,
+)
+from fusion_of_n.types import Candidate, Params
 
 
 def pool_of(record: dict[str, Any]) -> list[Candidate]:
     """The candidates fusion saw in generate: the usable ones, or all when none is."""
-    pool = record_pool(record, range(len(record["candidates"])))
+    pool = record_pool(record)
     return list(pool.usable or pool.candidates)
 
 
 async def main(args: argparse.Namespace) -> None:
     fusor = create_backend(f"{args.fusor}#structured=none", {})
-    rows = [r for r in read_any_records(args.records) if not r.get("error") and "fusion" in r.get("results", {})]
+    rows = [r for r in read_any_records(args.records) if not r.get("error") and "fusion" in record_methods(r)]
     correct: dict[str, list[float]] = collections.defaultdict(list)
     flags: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     try:
         for record in rows:
             gold = normalize_gold(field_value(record, "meta.answer"))
             params = Params(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
-            request = Request.from_prompt(record["prompt"], params=params, language=record.get("language"))
+            request = record_request(record, params)
             free = await Fusion(fusor).aggregate(request, pool_of(record))
             guessed = parse_fusion(free.extra["raw_reply"])
+            stored = record_result(record, "fusion") or {}
             outcomes = {
-                "constrained (records)": (record["results"]["fusion"]["text"], record["results"]["fusion"]["flags"]),
+                "constrained (records)": (result_text(record, "fusion"), stored.get("flags")),
                 "free-form, guessing rules only (before)": (guessed.text, guessed.flags),
                 "free-form + re-ask (server without constraints)": (free.text, free.flags),
             }

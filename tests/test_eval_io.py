@@ -1,4 +1,4 @@
-"""The JSON result writer and prompt reader every eval command shares."""
+"""The JSON result writer every eval command shares, and its checked record reader."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fusion_of_n import ConfigError
-from fusion_of_n.eval.io import prompt_text, read_generate_records, write_result
+from fusion_of_n.eval.io import read_generate_records, write_result
 
 
 def test_results_are_strict_json_with_null_for_means_over_nothing(tmp_path: Path) -> None:
@@ -39,26 +39,6 @@ def test_announce_names_the_written_file_on_stderr_only_when_asked(
     write_result({"kind": "x"}, str(loud), announce=True)
     assert capsys.readouterr() == ("", f"wrote {loud}\n")
     assert json.loads(loud.read_text(encoding="utf-8")) == {"kind": "x"}
-
-
-def test_prompt_text_prefers_the_prompt_field() -> None:
-    record = {"prompt": "Translate this.", "messages": [{"role": "user", "content": "other"}]}
-    assert prompt_text(record) == "Translate this."
-
-
-def test_prompt_text_falls_back_to_the_last_user_message() -> None:
-    messages = [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "first"},
-        {"role": "assistant", "content": "ok"},
-        {"role": "user", "content": "second"},
-    ]
-    assert prompt_text({"messages": messages}) == "second"
-
-
-def test_prompt_text_of_a_record_without_a_user_turn_is_empty() -> None:
-    assert prompt_text({"messages": [{"role": "system", "content": "Be brief."}]}) == ""
-    assert prompt_text({}) == ""
 
 
 def test_generate_records_are_checked_as_read_and_a_line_that_is_not_json_is_skipped(tmp_path: Path) -> None:

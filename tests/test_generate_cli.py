@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fusion_of_n.pipeline.records import read_records
+from fusion_of_n.records import read_records
 from fusion_of_n.testing import FakeOpenAIServer, HTTPFault, Reply
 
 KEY = "sk-generate-SECRET-31337"

@@ -14,7 +14,7 @@ import pytest
 from fusion_of_n.errors import ConfigError, MissingDependency
 from fusion_of_n.pipeline import inputs
 from fusion_of_n.pipeline.inputs import parse_row, read_rows
-from fusion_of_n.pipeline.records import InputRow, RowError, stable_id
+from fusion_of_n.pipeline.rows import InputRow, RowError, stable_id
 
 GERMAN = "Wie viele Äpfel hat Anna, wenn sie drei kauft und zwei verschenkt?"
 ARABIC = "كم عدد التفاحات التي تملكها آنا إذا اشترت ثلاثًا وأعطت اثنتين؟"

@@ -20,8 +20,9 @@ import pytest
 from fusion_of_n import ConfigError, MissingDependency, Pipeline, PipelineSettings
 from fusion_of_n.pipeline import ray as ray_engine
 from fusion_of_n.pipeline.ray import RowWorker, actor_env, connect, encode_row, run_ray
-from fusion_of_n.pipeline.records import InputRow, RowError, read_records
+from fusion_of_n.pipeline.rows import InputRow, RowError
 from fusion_of_n.pipeline.runner import BatchRunner, Summary
+from fusion_of_n.records import read_records
 from fusion_of_n.testing import FakeBackend, FakeOpenAIServer, Reply
 
 N = 3

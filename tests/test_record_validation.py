@@ -17,8 +17,9 @@ from fusion_of_n import ConfigError, Pipeline, PipelineSettings
 from fusion_of_n.eval import accuracy, attribution, sweep, translation, winrate
 from fusion_of_n.eval.io import read_generate_records
 from fusion_of_n.eval.sweep import SWEEP_FIELDS
-from fusion_of_n.pipeline.records import InputRow, RowError, read_records, record_problem
+from fusion_of_n.pipeline.rows import InputRow, RowError
 from fusion_of_n.pipeline.runner import BatchRunner
+from fusion_of_n.records import read_records, record_problem
 from fusion_of_n.testing import FakeBackend, Reply
 
 FUSED = "Comparison: all agree.\n[[The answer is 4.]]"

@@ -14,8 +14,9 @@ import pytest
 
 from fusion_of_n import Pipeline, PipelineSettings
 from fusion_of_n.pipeline import runner as runner_module
-from fusion_of_n.pipeline.records import InputRow, RowError, read_records
-from fusion_of_n.pipeline.runner import BatchRunner, RecordWriter, Summary, process_row, secrets_of
+from fusion_of_n.pipeline.rows import InputRow, RowError
+from fusion_of_n.pipeline.runner import BatchRunner, Summary, process_row, secrets_of
+from fusion_of_n.records import RecordWriter, read_records
 from fusion_of_n.testing import FakeBackend, HTTPFault, Reply
 
 FUSED = "Comparison: all agree.\n[[The fused answer.]]"

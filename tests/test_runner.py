@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from fusion_of_n import ConfigError, Pipeline, PipelineSettings
-from fusion_of_n.pipeline.records import InputRow, RowError, read_records
-from fusion_of_n.pipeline.runner import BatchRunner, repair_tail
+from fusion_of_n.pipeline.rows import InputRow, RowError
+from fusion_of_n.pipeline.runner import BatchRunner
+from fusion_of_n.records import read_records, repair_tail
 from fusion_of_n.testing import FakeBackend, HTTPFault, Reply
 
 

@@ -15,7 +15,7 @@ import pytest
 from fusion_of_n.errors import ConfigError, MissingDependency
 from fusion_of_n.pipeline import sources
 from fusion_of_n.pipeline.inputs import read_rows
-from fusion_of_n.pipeline.records import InputRow
+from fusion_of_n.pipeline.rows import InputRow
 
 REQUIREMENTS = Path(__file__).parents[1] / "requirements-data.txt"
 needs_gsm = pytest.mark.skipif(

@@ -19,8 +19,9 @@ from fusion_of_n.eval.sweep import (
     run_sweep,
     sweep_settings,
 )
-from fusion_of_n.pipeline.records import InputRow, read_records
+from fusion_of_n.pipeline.rows import InputRow
 from fusion_of_n.pipeline.runner import BatchRunner
+from fusion_of_n.records import read_records
 from fusion_of_n.testing import FakeBackend, HTTPFault, Reply, count_tokens
 from fusion_of_n.types import message_text
 

@@ -118,7 +118,7 @@ def test_an_export_made_by_the_export_command_gives_the_same_examples_as_its_sou
 
 def test_a_parquet_generate_output_gives_the_same_examples_as_its_jsonl(tmp_path):
     pytest.importorskip("pyarrow")
-    from fusion_of_n.pipeline.generate import write_parquet
+    from fusion_of_n.records import write_parquet
 
     rows = [record("a", meta={"k": 1}), {**record("b"), "messages": [{"role": "user", "content": "Hey"}]}]
     journal = write(tmp_path / "gen.jsonl", rows)

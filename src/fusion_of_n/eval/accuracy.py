@@ -36,7 +36,16 @@ from ..answers import extract_answer, normalize_number
 from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
 from ..language import detect_language, language_code
-from .io import prompt_text, read_generate_records, write_result
+from ..records import (
+    methods_in,
+    pool_size,
+    read_checked_records,
+    record_methods,
+    record_pool,
+    record_prompt_text,
+    result_text,
+)
+from .io import write_result
 from .stats import mean_ci
 
 __all__ = [
@@ -128,11 +137,11 @@ def _summary(values: Sequence[float], bootstrap: Mapping[str, Any]) -> dict[str,
 
 def _record_outcomes(record: Mapping[str, Any], gold: str, methods: Sequence[str]) -> dict[str, str | None]:
     """Per method and baseline, the answer it gives (``pass@k``: the gold when any candidate has it)."""
-    candidates = sorted(record.get("candidates") or [], key=lambda c: int(c.get("index", 0)))
-    answers = [extract_answer(str(c.get("text") or "")) for c in candidates]
-    usable = [a for c, a in zip(candidates, answers, strict=True) if not c.get("excluded")]
-    predicted = {m: extract_answer(str(record["results"][m].get("text") or "")) for m in methods}
-    predicted["maj@k"] = majority_answer(usable if any(not c.get("excluded") for c in candidates) else answers)
+    candidates = sorted(record_pool(record).candidates, key=lambda c: c.index)
+    answers = [extract_answer(c.text) for c in candidates]
+    usable = [a for c, a in zip(candidates, answers, strict=True) if not c.excluded]
+    predicted = {m: extract_answer(result_text(record, m)) for m in methods}
+    predicted["maj@k"] = majority_answer(usable if any(not c.excluded for c in candidates) else answers)
     hit = next((a for a in answers if answers_match(a, gold)), None)
     predicted["pass@k"] = hit or next((a for a in answers if a is not None), None)
     predicted["single"] = answers[0] if answers else None
@@ -150,7 +159,7 @@ def evaluate_accuracy(
     """The ``"kind": "accuracy"`` result for ``records`` with gold answers at ``field`` (module docstring)."""
     rows = list(records)
     usable = [r for r in rows if r.get("error") is None]
-    methods = list(dict.fromkeys(m for r in usable for m in r.get("results") or {}))
+    methods = methods_in(usable)
     systems = [*methods, *BASELINES]
     counts: dict[str, Any] = {"records": len(rows), "error": len(rows) - len(usable), "no_gold": 0}
     missing: Counter[str] = Counter()
@@ -160,19 +169,20 @@ def evaluate_accuracy(
     pool_sizes = []
     for record in usable:
         gold = normalize_gold(field_value(record, field))
-        absent = [m for m in methods if m not in (record.get("results") or {})]
+        present = set(record_methods(record))
+        absent = [m for m in methods if m not in present]
         missing.update(absent)
         if gold is None or absent:
             counts["no_gold"] += gold is None
             continue
-        prompt = prompt_text(record)
+        prompt = record_prompt_text(record)
         language = language_code(record.get("language") or "") or detect_language(prompt) or "unknown"
-        pool_sizes.append(len(record.get("candidates") or []))
+        pool_sizes.append(pool_size(record))
         for system, answer in _record_outcomes(record, gold, methods).items():
             correct.setdefault(language, {s: [] for s in systems})[system].append(float(answers_match(answer, gold)))
             no_answer.setdefault(language, Counter())[system] += answer is None
         for m in methods:
-            found = answer_language(str(record["results"][m].get("text") or ""))
+            found = answer_language(result_text(record, m))
             verdict = (
                 "undetermined"
                 if found is None or language == "unknown"
@@ -242,5 +252,5 @@ def command(records_path: str, field: str, seed: int, resamples: int, result_pat
     """Answer accuracy per method and language of a generate OUTPUT (with maj@k, pass@k and one-sample
     baselines) and whether each method answers in the prompt's language."""
     setup_logging(verbose)
-    result = evaluate_accuracy(read_generate_records(records_path), field, seed=seed, resamples=resamples)
+    result = evaluate_accuracy(read_checked_records(records_path), field, seed=seed, resamples=resamples)
     write_result({**result, "output": records_path}, result_path, announce=True)

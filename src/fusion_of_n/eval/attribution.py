@@ -39,7 +39,9 @@ import numpy as np
 from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
 from ..language import detect_language, language_code
-from .io import read_generate_records, write_result
+from ..records import read_checked_records, record_pool, record_result, result_text
+from ..types import Candidate
+from .io import write_result
 from .stats import mean_ci
 
 log = logging.getLogger(__name__)
@@ -133,10 +135,9 @@ def attribute(
     return Attribution(total, shares, (total - sum(copied)) / total, tuple(spans))
 
 
-def _compared(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    candidates = list(record.get("candidates") or [])
-    usable = [c for c in candidates if not c.get("excluded")]
-    return usable or candidates
+def _compared(record: Mapping[str, Any]) -> tuple[Candidate, ...]:
+    pool = record_pool(record)
+    return pool.usable or pool.candidates
 
 
 def record_language(record: Mapping[str, Any], text: str) -> str:
@@ -148,24 +149,24 @@ def record_language(record: Mapping[str, Any], text: str) -> str:
 
 def attribute_record(record: Mapping[str, Any], method: str = "fusion", **options: int) -> dict[str, Any] | None:
     """The attribution row of one generate record, or None when it has no ``method`` result."""
-    result = (record.get("results") or {}).get(method)
-    if record.get("error") or not isinstance(result, Mapping) or not isinstance(result.get("text"), str):
+    if record.get("error") or record_result(record, method) is None:
         return None
+    text = result_text(record, method)
     compared = _compared(record)
-    found = attribute(result["text"], [str(c.get("text") or "") for c in compared], **options)
-    shares = {str(c["index"]): round(s, 6) for c, s in zip(compared, found.shares, strict=True)}
+    found = attribute(text, [c.text for c in compared], **options)
+    shares = {str(c.index): round(s, 6) for c, s in zip(compared, found.shares, strict=True)}
     by_model: dict[str, float] = defaultdict(float)
     for c, s in zip(compared, found.shares, strict=True):
-        by_model[str(c.get("model"))] += s
+        by_model[c.model] += s
     top = found.top
     return {
         "id": record.get("id"),
-        "language": record_language(record, result["text"]),
+        "language": record_language(record, text),
         "chars": found.chars,
         "shares": shares,
         "by_model": {m: round(s, 6) for m, s in by_model.items()},
         "novel": round(found.novel, 6),
-        "top_index": compared[top]["index"] if top is not None else None,
+        "top_index": compared[top].index if top is not None else None,
         "top_share": round(max(found.shares, default=0.0), 6),
     }
 
@@ -244,7 +245,7 @@ def command(
     setup_logging(verbose)
     started = time.perf_counter()
     result = attribution_report(
-        read_generate_records(output_file), method, seed=seed, min_tokens=min_tokens, min_chars=min_chars
+        read_checked_records(output_file), method, seed=seed, min_tokens=min_tokens, min_chars=min_chars
     )
     if result["n_records"] == 0:
         raise ConfigError(f"no record in {output_file} has a {method!r} result; pass --method with one it has")

@@ -1,50 +1,20 @@
-"""What every eval command shares: reading generate records (checked), a record's prompt, and writing
-its JSON result."""
+"""What every eval command shares: writing its JSON result. Records are read through
+:mod:`fusion_of_n.records` (``read_generate_records`` is its checked reader, kept under this name)."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import ConfigError
-from ..pipeline.records import RECORD_FIELDS, read_json_lines, record_problem
+from ..records import RECORD_FIELDS
+from ..records import read_checked_records as read_generate_records
 
-__all__ = ["RECORD_FIELDS", "prompt_text", "read_generate_records", "write_result"]
-
-REPAIR = (
-    "regenerate the record with fusion-of-n generate (delete that line and re-run generate with the same -o: "
-    "only the missing rows are redone), or repair the line"
-)
-
-
-def read_generate_records(path: str, need: Collection[str] = RECORD_FIELDS) -> Iterator[dict[str, Any]]:
-    """The records of a ``fusion-of-n generate`` OUTPUT, each checked as it is read
-    (:func:`~fusion_of_n.pipeline.records.record_problem`): a finished record must hold the fields in
-    ``need`` and every field must have its type. The first that does not is a ConfigError naming the
-    file, the line, the record's id, the field and the fix, so no eval ends in a bare KeyError.
-
-    A torn last line (a run killed mid-write) and lines that are not JSON are skipped, as generate does."""
-    for line, record in read_json_lines(path):
-        problem = record_problem(record, need)
-        if problem:
-            record_id = record.get("id") if isinstance(record, Mapping) else None
-            shown = isinstance(record_id, str | int) and not isinstance(record_id, bool) and record_id != ""
-            which = f" (record {record_id!r})" if shown else ""
-            raise ConfigError(f"{path}, line {line}{which}: {problem}; {REPAIR}")
-        yield record
-
-
-def prompt_text(record: Mapping[str, Any]) -> str:
-    """A record's prompt: its ``prompt``, else the last user message."""
-    if record.get("prompt"):
-        return str(record["prompt"])
-    users = [m.get("content", "") for m in record.get("messages") or [] if m.get("role") == "user"]
-    return str(users[-1]) if users else ""
+__all__ = ["RECORD_FIELDS", "read_generate_records", "write_result"]
 
 
 def _json_safe(value: Any) -> Any:

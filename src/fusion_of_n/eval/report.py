@@ -30,7 +30,7 @@ import click
 
 from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
-from ..pipeline.records import read_records
+from ..records import is_finished, methods_in, read_records, record_methods, record_usage
 from .plots import method_colours
 from .report_pools import attribution_sections, cost_sections, sweep_sections
 from .report_sections import (
@@ -92,7 +92,7 @@ class Input:
         """One line for the inputs table."""
         data = self.data
         if self.kind == "generate":
-            methods = ", ".join(dict.fromkeys(m for r in data for m in r.get("results") or {})) or "none"
+            methods = ", ".join(methods_in(data)) or "none"
             return f"generate output: {len(data)} records, methods {methods}"
         if self.kind == "train":
             examples = part(data, "examples")
@@ -154,11 +154,10 @@ def load_input(path: str) -> Input:
     records, generated = 0, []
     for record in read_records(path):  # kept small: the report needs usage, errors and method names
         records += 1
-        pooled = isinstance(record.get("candidates"), list) and isinstance(record.get("results"), dict)
-        if pooled or (record.get("error") and "id" in record):  # a finished row or a failed one
-            results = dict.fromkeys(record.get("results") or {})
-            generated.append({"usage": record.get("usage"), "error": record.get("error"), "results": results})
-    if generated and (len(generated) == records or any(r["results"] for r in generated)):
+        if is_finished(record) or (record.get("error") and "id" in record):  # a finished row or a failed one
+            results = dict.fromkeys(record_methods(record))
+            generated.append({"usage": record_usage(record), "error": record.get("error"), "results": results})
+    if generated and (len(generated) == records or any(record_methods(r) for r in generated)):
         return Input(path, "generate", generated)  # (a run whose rows all failed still has a cost table)
     if whole is not None or records:
         raise ConfigError(f'{path}: JSON, but neither an eval result (no "kind") nor generate records; pass {_WHAT}')
@@ -171,7 +170,7 @@ def _method_names(inputs: Sequence[Input]) -> list[str]:
     for item in inputs:
         data = item.data
         if item.kind == "generate":
-            names += [m for r in data for m in r.get("results") or {}]
+            names += [m for r in data for m in record_methods(r)]
         elif item.kind == "winrate":
             names.append(str((data.get("system") or {}).get("method") or Path(item.path).stem))
         elif item.kind == "sweep":

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..records import record_usage
 from . import plots
 from .plots import OVERALL, Series
 from .report_sections import (
@@ -224,8 +225,8 @@ def cost_table(records: Sequence[Mapping[str, Any]]) -> Cost:
     stages: dict[str, dict[str, float]] = {}
     with_usage = 0
     for record in records:
-        usage = record.get("usage")
-        if not isinstance(usage, Mapping) or not usage:
+        usage = record_usage(record)
+        if not usage:
             continue
         with_usage += 1
         for stage, spent in usage.items():

@@ -45,13 +45,13 @@ from ..api import Pipeline
 from ..cliutil import friendly_errors, setup_logging
 from ..config import PipelineSettings, environment
 from ..errors import BackendError, ConfigError
-from ..pipeline.records import run_file
+from ..records import pool_size, read_checked_records, record_pool, record_request, run_file
 from ..sampling import adaptive_prefix
 from ..types import Params, Usage
 from .accuracy import answers_match, field_value, normalize_gold
-from .io import read_generate_records, write_result
+from .io import write_result
 from .stats import mean_ci
-from .subsets import SweepCache, record_pool, record_request, sampling_tokens
+from .subsets import SweepCache, sampling_tokens
 from .translation import read_references
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ def _plan(
     plan: list[Planned] = []
     skipped: dict[str, int] = defaultdict(int)
     for record in records:
-        rid, size = str(record["id"]), len(record["candidates"])
+        rid, size = str(record["id"]), pool_size(record)
         for k in ks:
             if k > size:
                 skipped[f"pool_smaller_than_k{k}"] += 1
@@ -218,7 +218,7 @@ def _plan(
 
 def adaptive_subset(record: Mapping[str, Any], seed: int) -> tuple[int, ...]:
     """The pool positions ``--adaptive`` would have drawn, replayed on a seeded order of the stored pool."""
-    order = list(range(len(record["candidates"])))
+    order = list(range(pool_size(record)))
     random.Random(f"{seed}:{record['id']}:adaptive").shuffle(order)
     drawn = adaptive_prefix(record_pool(record, order).candidates)
     return tuple(sorted(order[:drawn]))
@@ -283,7 +283,7 @@ async def run_sweep(
     usable: list[Mapping[str, Any]] = []
     rejected: dict[str, int] = defaultdict(int)
     for record in records:
-        if record.get("error") or not record.get("candidates"):
+        if record.get("error") or not pool_size(record):
             rejected["error_or_no_candidates"] += 1
         elif metric(record, "") is None:
             rejected["no_gold_or_reference"] += 1
@@ -291,7 +291,7 @@ async def run_sweep(
             usable.append(record)
     if not usable:
         raise ConfigError(f"no record can be swept ({dict(rejected)}); check --answers / --references")
-    largest = max(len(r["candidates"]) for r in usable)
+    largest = max(pool_size(r) for r in usable)
     if bad := [k for k in ks if not 1 <= k <= largest]:
         raise ConfigError(f"--k {bad[0]} is impossible: pools hold at most {largest} candidates; choose k <= {largest}")
     for method in methods:
@@ -405,7 +405,7 @@ def command(output_file: str, ks: str, methods: str, metric: str, references: st
     async def main() -> dict[str, Any]:
         async with Pipeline(settings, environment()) as pipeline:
             return await run_sweep(
-                read_generate_records(output_file, need=SWEEP_FIELDS),
+                read_checked_records(output_file, need=SWEEP_FIELDS),
                 pipeline,
                 scorer,
                 ks=sizes,

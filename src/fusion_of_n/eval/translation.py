@@ -47,8 +47,19 @@ from sacrebleu.metrics.chrf import CHRF
 from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
 from ..language import detect_language, language_code
+from ..records import (
+    methods_in,
+    pool_size,
+    read_checked_records,
+    record_methods,
+    record_pool,
+    record_prompt_text,
+    record_result,
+    result_text,
+)
+from ..types import Candidate
 from .comet import CometScorer, load_comet
-from .io import prompt_text, read_generate_records, write_result
+from .io import write_result
 from .stats import bootstrap_ci
 
 __all__ = [
@@ -146,20 +157,20 @@ def read_references(path: str) -> dict[str, Reference]:
     return found
 
 
-def _best_candidate(candidates: Sequence[Mapping[str, Any]], reference: str, metric: Metric) -> int:
-    scores = [metric.sentence_score(str(c.get("text") or ""), [reference]).score for c in candidates]
+def _best_candidate(candidates: Sequence[Candidate], reference: str, metric: Metric) -> int:
+    scores = [metric.sentence_score(c.text, [reference]).score for c in candidates]
     return int(np.argmax(scores))  # the first of equal best
 
 
-def _random_candidate(candidates: Sequence[Mapping[str, Any]], seed: int, record_id: str) -> int:
-    usable = [i for i, c in enumerate(candidates) if not c.get("excluded")] or list(range(len(candidates)))
+def _random_candidate(candidates: Sequence[Candidate], seed: int, record_id: str) -> int:
+    usable = [i for i, c in enumerate(candidates) if not c.excluded] or list(range(len(candidates)))
     return random.Random(f"{seed}:{record_id}").choice(usable)
 
 
 def _selects(records: Sequence[Mapping[str, Any]], method: str) -> bool:
     """A selection method returns one candidate (``chosen`` set) on every record that has its result."""
-    entries = [r["results"][method] for r in records if method in (r.get("results") or {})]
-    return all(entry.get("chosen") is not None for entry in entries)
+    entries = (record_result(r, method) for r in records)
+    return all(entry.get("chosen") is not None for entry in entries if entry is not None)
 
 
 @dataclass(frozen=True)
@@ -176,7 +187,7 @@ def _segments(
     records: list[dict[str, Any]], references: Mapping[str, Reference], oracle_metric: str, seed: int
 ) -> tuple[list[_Segment], list[str], list[str], dict[str, Any]]:
     usable = [r for r in records if r.get("error") is None]
-    methods = list(dict.fromkeys(m for r in usable for m in r.get("results") or {}))
+    methods = methods_in(usable)
     selection = [m for m in methods if _selects(usable, m)]
     counts: dict[str, Any] = {"records": len(records), "error": len(records) - len(usable), "no_reference": 0}
     missing: Counter[str] = Counter()
@@ -185,27 +196,26 @@ def _segments(
     for record in usable:
         key = str(record.get("id"))
         ref = references.get(key)
-        results = record.get("results") or {}
-        candidates = record.get("candidates") or []
-        absent = [m for m in methods if m not in results]
+        present = set(record_methods(record))
+        absent = [m for m in methods if m not in present]
         missing.update(absent)
-        if ref is None or absent or not candidates:
+        if ref is None or absent or not pool_size(record):
             counts["no_reference"] += ref is None
             continue
         language = language_code(record.get("language") or "") or detect_language(ref.reference) or "unknown"
         if language not in oracle_metrics:
             oracle_metrics[language] = corpus_metric(oracle_metric, language, segment=True)
-        candidates = sorted(candidates, key=lambda c: int(c.get("index", 0)))
+        candidates = sorted(record_pool(record).candidates, key=lambda c: c.index)
         positions = {
             "oracle": _best_candidate(candidates, ref.reference, oracle_metrics[language]),
             "random_pick": _random_candidate(candidates, seed, key),
         }
-        texts = {m: str(results[m].get("text") or "") for m in methods}
-        texts.update({name: str(candidates[i].get("text") or "") for name, i in positions.items()})
-        picks = {name: int(candidates[i].get("index", i)) for name, i in positions.items()}
-        source = ref.source or prompt_text(record)
+        texts = {m: result_text(record, m) for m in methods}
+        texts.update({name: candidates[i].text for name, i in positions.items()})
+        picks = {name: candidates[i].index for name, i in positions.items()}
+        source = ref.source or record_prompt_text(record)
         segments.append(_Segment(key, language, ref.reference, source, texts, picks))
-    counts["no_candidates"] = sum(1 for r in usable if not r.get("candidates"))
+    counts["no_candidates"] = sum(1 for r in usable if not pool_size(r))
     counts["missing_method"] = dict(missing)
     counts["unused_references"] = len(set(references) - {str(r.get("id")) for r in records})
     counts["evaluated"] = len(segments)
@@ -354,7 +364,7 @@ def command(
     references = read_references(references_path)
     comet = load_comet(comet_model) if comet_model else None
     result = evaluate_translation(
-        read_generate_records(records_path),
+        read_checked_records(records_path),
         references,
         oracle_metric=oracle_metric,
         comet=comet,

@@ -41,10 +41,10 @@ from ..backends import Backend, create_backend
 from ..cliutil import friendly_errors, setup_logging
 from ..config import environment
 from ..errors import ConfigError
-from ..pipeline.records import read_records
+from ..records import methods_in, read_checked_records, read_records, record_chat, record_result, result_text
 from ..scorers.judge import render_instruction
 from ..types import Usage
-from .io import read_generate_records, write_result
+from .io import write_result
 from .pairwise import (
     RULE,
     SCORES,
@@ -151,10 +151,9 @@ def _by_id(
 def _method_text(record: Mapping[str, Any], method: str, side: str) -> tuple[str | None, str | None]:
     if record.get("error"):
         return None, f"{side}: error record"
-    results = record.get("results")
-    result = results.get(method) if isinstance(results, dict) else None
-    text = result.get("text") if isinstance(result, dict) else None
-    return (text, None) if isinstance(text, str) else (None, f"{side}: no {method} result")
+    if record_result(record, method) is None:
+        return None, f"{side}: no {method} result"
+    return result_text(record, method), None
 
 
 def _reference_text(row: Mapping[str, Any], method: str | None) -> tuple[str | None, str | None]:
@@ -169,20 +168,17 @@ def _reference_text(row: Mapping[str, Any], method: str | None) -> tuple[str | N
 
 
 def _instruction(record: Mapping[str, Any]) -> str:
-    messages = record.get("messages")
-    if isinstance(messages, list) and messages:
-        return render_instruction(m for m in messages if isinstance(m, Mapping))
-    prompt = record.get("prompt")
-    return prompt if isinstance(prompt, str) else ""
+    """The prompt as the judge sees it: the row's conversation (without the run's system prompt)."""
+    return render_instruction(record_chat(record))
 
 
 def _read(path: str, what: str, methods: Sequence[str | None], *, generated: bool = True) -> list[dict[str, Any]]:
     """The records of ``path`` (a generate output, checked as read, unless not ``generated``: then plain
     reference rows); a ConfigError when there are none or no record has one of ``methods``."""
-    rows = list(read_generate_records(path, need=WINRATE_FIELDS) if generated else read_records(path))
+    rows = list(read_checked_records(path, need=WINRATE_FIELDS) if generated else read_records(path))
     if not rows:
         raise ConfigError(f"{what} {path!r} is missing or holds no JSON records; check the path")
-    found = {m for r in rows if isinstance(r.get("results"), dict) for m in r["results"]}
+    found = set(methods_in(rows))
     for method in filter(None, methods):
         if method not in found:
             have = ", ".join(sorted(found)) or "none (no record has results)"

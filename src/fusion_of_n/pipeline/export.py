@@ -9,9 +9,9 @@ A record is skipped, and counted under its reason, when it has an error (``error
 for the method (``method missing``), that result failed (``method error``), its text is empty
 (``empty text``), it carries a flag in ``skip_flags`` (``flagged:FLAG``) or it has neither prompt
 nor messages (``no prompt``). The default ``skip_flags`` drop answers known to be broken: a fused
-answer cut at max_tokens and an answer from a pool whose candidates were all flagged. A record's
-``system`` text (a system prompt the run added) goes first unless its messages already hold a
-system or developer message.
+answer cut at max_tokens and an answer from a pool whose candidates were all flagged. The prompt
+messages are the conversation the pipeline sent (:func:`~fusion_of_n.records.record_messages`: the
+record's ``system`` text first unless its messages already hold a system or developer message).
 The target file is written atomically: readers see the old file or the whole new one.
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ..errors import ConfigError
-from .records import read_records
+from ..records import read_records, record_chat, record_messages, record_methods, record_result
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,7 @@ def _write(
 ) -> tuple[int, Counter[str], set[str]]:
     written, reasons, methods = 0, Counter[str](), set[str]()
     for record in read_records(output):
-        results = record.get("results")
-        if isinstance(results, dict):
-            methods.update(results)
+        methods.update(record_methods(record))
         row = sft_row(record, method, skip_flags)
         if isinstance(row, str):
             reasons[row] += 1
@@ -95,9 +93,8 @@ def sft_row(
     """One record as an SFT row, or the reason it is skipped."""
     if record.get("error"):
         return "error"
-    results = record.get("results")
-    result = results.get(method) if isinstance(results, dict) else None
-    if not isinstance(result, dict):
+    result = record_result(record, method)
+    if result is None:
         return "method missing"
     if result.get("error"):
         return "method error"
@@ -107,14 +104,7 @@ def sft_row(
     flagged = [flag for flag in result.get("flags") or () if flag in skip_flags]
     if flagged:
         return f"flagged:{flagged[0]}"
-    messages = record.get("messages")
-    if messages:
-        prompt = [dict(message) for message in messages]
-    elif isinstance(record.get("prompt"), str):
-        prompt = [{"role": "user", "content": record["prompt"]}]
-    else:
+    if not record_chat(record):
         return "no prompt"
-    system = record.get("system")
-    if isinstance(system, str) and system and not any(m.get("role") in ("system", "developer") for m in prompt):
-        prompt.insert(0, {"role": "system", "content": system})
+    prompt = [dict(message) for message in record_messages(record)]
     return {"id": record.get("id"), "messages": [*prompt, {"role": "assistant", "content": text}]}

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..api import Pipeline
 from ..config import PipelineSettings
-from ..errors import ConfigError, MissingDependency
+from ..errors import ConfigError
+from ..records import journal_file, write_parquet
 from .inputs import read_rows
-from .records import read_records
 from .runner import BatchRunner, Summary, secrets_of
 
 RowCallback = Callable[[int, bool], None]
@@ -63,7 +62,7 @@ def run_generate(
     on_row: RowCallback | None = None,
 ) -> Summary:
     methods = tuple(dict.fromkeys(methods))  # keep order, drop repeats
-    journal = output + ".journal.jsonl" if out_format == "parquet" else output
+    journal = journal_file(output) if out_format == "parquet" else output
     rows = read_rows(input_path, dataset=dataset, limit=limit, skip=skip)
     if on_start:
         on_start(count_rows(input_path, limit, skip))
@@ -96,28 +95,3 @@ async def _run_local(
             pipeline, methods, output, concurrency=concurrency, force=force, on_row=on_row, secrets=secrets
         )
         return await runner.run(rows)
-
-
-def write_parquet(journal: str, target: str) -> None:
-    """The journal's records as a Parquet file, written atomically. Fields whose shape differs between
-    rows (``meta``, ``messages``, each candidate's ``scores``, ``failures``, ``error``) are JSON text;
-    ``results`` and ``usage`` (same keys in every row of a run) and ``candidates`` stay nested."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise MissingDependency("--format parquet needs pyarrow: pip install 'fusion-of-n[data]'") from exc
-
-    def text(value: Any) -> str | None:
-        return None if value is None else json.dumps(value, ensure_ascii=False)
-
-    records = []
-    for record in read_records(journal):
-        record = dict(record)
-        for key in ("meta", "messages", "failures", "error"):
-            record[key] = text(record.get(key))
-        record["candidates"] = [{**c, "scores": text(c.get("scores"))} for c in record.get("candidates", [])]
-        records.append(record)
-    tmp = target + ".tmp"
-    pq.write_table(pa.Table.from_pylist(records), tmp)
-    os.replace(tmp, target)

@@ -1,6 +1,6 @@
 """Read the rows of ``fusion-of-n generate``: a file, a saved dataset folder or a built-in source.
 
-:func:`read_rows` streams :class:`~.records.InputRow` and :class:`~.records.RowError` values; a bad
+:func:`read_rows` streams :class:`~.rows.InputRow` and :class:`~.rows.RowError` values; a bad
 row is reported (with the fix) and the run goes on. Accepted inputs (``ACCEPTED``):
 
 - ``.jsonl`` / ``.json``: JSON Lines, one object per line (blank lines are ignored);
@@ -11,7 +11,7 @@ row is reported (with the fix) and the run goes on. Accepted inputs (``ACCEPTED`
 - ``dataset=`` a built-in source (see :mod:`.sources`).
 
 A row holds ``prompt`` (a non-empty string) or ``messages`` (a chat ending with a user turn), an
-optional ``id`` (else the hash of the row, :func:`~.records.stable_id`), an optional ``language``
+optional ``id`` (else the hash of the row, :func:`~.rows.stable_id`), an optional ``language``
 (else detected from the last user text; may stay None) and any other columns, kept in ``meta``.
 ``line`` is the 1-based line of a JSON Lines file, the 1-based data row of a CSV file (the header
 is not counted) or the 1-based row of the other kinds.
@@ -36,7 +36,7 @@ from typing import Any
 from ..errors import ConfigError, MissingDependency
 from ..language import detect_language
 from ..types import Message, message_text
-from .records import InputRow, RowError, stable_id
+from .rows import InputRow, RowError, stable_id
 from .sources import SOURCE_NAMES, source_rows
 
 log = logging.getLogger(__name__)

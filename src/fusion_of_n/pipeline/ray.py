@@ -2,8 +2,8 @@
 
 The same rows, stages and records as the local engine (:mod:`.runner`): each row goes through
 :func:`~.runner.process_row` (one pool, every method on it) and becomes one record, appended to
-``OUTPUT`` by :class:`~.runner.RecordWriter`; failed rows go to ``OUTPUT.errors.jsonl``. What differs is
-where the rows are processed:
+``OUTPUT`` by :class:`~fusion_of_n.records.RecordWriter`; failed rows go to ``OUTPUT.errors.jsonl``.
+What differs is where the rows are processed:
 
 - the driver (this process) reads the input, writes bad input rows straight to the errors file, skips
   the ids already completed in ``OUTPUT`` (after the same manifest check and torn-tail repair as the
@@ -66,18 +66,9 @@ from typing import Any, TypeVar
 from ..api import Pipeline
 from ..config import PipelineSettings
 from ..errors import ConfigError, MissingDependency
-from .records import InputRow, RowError
-from .runner import (
-    RecordWriter,
-    Summary,
-    check_manifest,
-    completed_ids,
-    manifest,
-    model_specs,
-    process_row,
-    repair_tail,
-    secrets_of,
-)
+from ..records import RecordWriter, completed_ids, errors_file, record_tokens, repair_tail
+from .rows import InputRow, RowError
+from .runner import Summary, check_manifest, manifest, model_specs, process_row, secrets_of
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +306,7 @@ def run_ray(
     check_manifest(output, asyncio.run(_manifest(settings, env, methods)), force)
     repair_tail(output)
     done = completed_ids(output)
-    summary = Summary(errors_file=output + ".errors.jsonl")
+    summary = Summary(errors_file=errors_file(output))
     started = time.perf_counter()
     owned = False  # a Ray started here is shut down at the end
     writer = RecordWriter(output)
@@ -329,7 +320,7 @@ def run_ray(
             for record in _process_window(ray, pending, *shape):
                 failed = record.get("error") is not None
                 (errors if failed else writer).write(record)
-                tokens = record.get("usage", {}).get("total", {}).get("total_tokens", 0)
+                tokens = record_tokens(record)
                 summary.failed += failed
                 summary.done += not failed
                 summary.tokens += tokens

@@ -2,7 +2,8 @@
 
 Durability (a run may be SIGKILLed at any moment):
 
-- records are appended whole (one ``write`` per line) and flushed + fsync'd in batches;
+- records (their format: :mod:`fusion_of_n.records`) are appended whole (one ``write`` per line) and
+  flushed + fsync'd in batches;
 - on start, a torn last line left by a killed run is cut off, so appending never glues onto it;
 - completed ids are read back from the output and skipped; a row is written only once it is complete,
   so no completed row is lost or written twice;
@@ -29,17 +30,26 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from ..api import Pipeline
 from ..backends.base import ModelSpec
 from ..backends.openai import DEFAULT_KEY_ENV as OPENAI_KEY_ENV
 from ..config import PipelineSettings
 from ..errors import ConfigError, FusionOfNError, redact
-from ..sampling import Pool
+from ..records import (
+    RecordWriter,
+    build_record,
+    completed_ids,
+    error_record,
+    errors_file,
+    record_tokens,
+    repair_tail,
+    run_file,
+)
 from ..scorers.factory import DEFAULT_KEY_ENV as REWARD_KEY_ENV
-from ..types import Result, Usage
-from .records import InputRow, RowError, read_records, run_file
+from ..types import Result
+from .rows import InputRow, RowError
 
 log = logging.getLogger(__name__)
 
@@ -117,118 +127,6 @@ def check_manifest(output: str, current: dict[str, Any], force: bool) -> None:
     os.replace(tmp, path)
 
 
-def repair_tail(path: str) -> None:
-    """Cut a torn last line (no trailing newline) so that new records start on a fresh line."""
-    try:
-        with open(path, "rb+") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            if size == 0:
-                return
-            handle.seek(max(0, size - 1))
-            if handle.read(1) == b"\n":
-                return
-            position = size
-            while position > 0:
-                step = min(65536, position)
-                handle.seek(position - step)
-                chunk = handle.read(step)
-                cut = chunk.rfind(b"\n")
-                if cut != -1:
-                    handle.truncate(position - step + cut + 1)
-                    log.warning("%s: cut a torn last line left by an interrupted run", path)
-                    return
-                position -= step
-            handle.truncate(0)
-    except FileNotFoundError:
-        return
-
-
-class RecordWriter:
-    """Appends JSON lines. Each record is handed to the OS at once (one write + flush), so a killed
-    process loses nothing it wrote; fsync (against power loss) every ``batch`` records and on close."""
-
-    def __init__(self, path: str, *, batch: int = 64, mode: str = "a") -> None:
-        self.path, self.batch = path, batch
-        self._handle: IO[bytes] = open(path, mode + "b")
-        self._pending = 0
-
-    def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
-        self._handle.flush()
-        self._pending += 1
-        if self._pending >= self.batch:
-            self.sync()
-
-    def sync(self) -> None:
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._pending = 0
-
-    def close(self) -> None:
-        self.sync()
-        self._handle.close()
-
-
-def completed_ids(output: str) -> set[str]:
-    return {str(r["id"]) for r in read_records(output) if r.get("error") is None and "id" in r}
-
-
-def _result_entry(result: Result) -> dict[str, Any]:
-    chosen_score = result.candidates[result.chosen].score if result.chosen is not None else None
-    entry = {
-        "text": result.text,
-        "chosen": result.chosen,
-        "score": chosen_score,
-        "analysis": result.analysis,
-        "flags": list(result.flags),
-        "by": result.extra.get("fusor") or result.extra.get("scorer") or result.extra.get("selector"),
-    }
-    for key in ("strategy", "evidence"):  # auto: what ran, and why
-        if key in result.extra:
-            entry[key] = result.extra[key]
-    return entry
-
-
-def build_record(
-    row: InputRow, pool: Pool, results: dict[str, Result], seconds: float, system: str | None = None
-) -> dict[str, Any]:
-    candidates = [c.to_dict() for c in pool.candidates]
-    for entry in candidates:
-        entry.pop("score", None)
-        entry["scores"] = {}
-    usage: dict[str, Usage] = {"sampling": pool.usage}
-    for method, result in results.items():
-        for candidate in result.candidates:
-            if candidate.score is not None:
-                candidates[candidate.index]["scores"][method] = candidate.score
-        spent = Usage()
-        for stage, stage_usage in result.usage.items():
-            if stage != "sampling":
-                spent = spent + stage_usage
-        usage[method] = spent
-    total = Usage()
-    for stage_usage in usage.values():
-        total = total + stage_usage
-    record = {
-        "id": row.id,
-        "line": row.line,
-        "prompt": row.prompt,
-        "messages": list(row.messages) if row.messages is not None else None,
-        "language": row.language,
-        "system": system,
-        "meta": row.meta,
-        "candidates": candidates,
-        "results": {method: _result_entry(result) for method, result in results.items()},
-        "usage": {**{k: v.to_dict() for k, v in usage.items()}, "total": total.to_dict()},
-        "seconds": round(seconds, 3),
-        "failures": [f.to_dict() for f in pool.failures],
-        "error": None,
-    }
-    if pool.adaptive:  # --adaptive: samples planned and drawn, rounds, what stopping early saved
-        record["adaptive"] = dict(pool.adaptive)
-    return record
-
-
 MODEL_KEYS = {"openai": OPENAI_KEY_ENV}
 """provider -> the key variable a model spec without ``key_env`` reads."""
 REWARD_KEYS = {"vllm": REWARD_KEY_ENV}
@@ -253,23 +151,6 @@ def model_specs(settings: PipelineSettings) -> Iterator[tuple[ModelSpec, str | N
 def secrets_of(settings: PipelineSettings, env: Mapping[str, str]) -> tuple[str, ...]:
     """The API keys ``settings`` reads from ``env``: redacted from every error record and log line."""
     return tuple(sorted({env[name] for _, name in model_specs(settings) if name and env.get(name)}))
-
-
-def error_record(row: InputRow, stage: str, exc: BaseException, secrets: Sequence[str] = ()) -> dict[str, Any]:
-    """The record of a row that failed at ``stage`` (sampling, a method, record): the exception's type and
-    its message (keys redacted), never a partial answer."""
-    return {
-        "id": row.id,
-        "line": row.line,
-        "prompt": row.prompt,
-        "language": row.language,
-        "meta": row.meta,
-        "error": {
-            "stage": stage,
-            "type": type(exc).__name__,
-            "message": redact(str(exc), secrets) or type(exc).__name__,
-        },
-    }
 
 
 def _failed(row: InputRow, stage: str, exc: Exception, secrets: Sequence[str]) -> dict[str, Any]:
@@ -338,7 +219,7 @@ class BatchRunner:
         check_manifest(self.output, manifest(self.pipeline, self.methods), self.force)
         repair_tail(self.output)
         done = completed_ids(self.output)
-        self.summary.errors_file = self.output + ".errors.jsonl"
+        self.summary.errors_file = errors_file(self.output)
         started = time.perf_counter()
         writer = RecordWriter(self.output)
         errors = RecordWriter(self.summary.errors_file, batch=1, mode="w")
@@ -353,7 +234,7 @@ class BatchRunner:
                 slots.release()
             failed = record.get("error") is not None
             (errors if failed else writer).write(record)
-            tokens = record.get("usage", {}).get("total", {}).get("total_tokens", 0)
+            tokens = record_tokens(record)
             self.summary.failed += failed
             self.summary.done += not failed
             self.summary.tokens += tokens

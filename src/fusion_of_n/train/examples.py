@@ -9,9 +9,10 @@ applied)::
 
 Accepted files, told apart by content, several at once:
 
-- ``generate`` outputs, JSONL or Parquet: the prompt is the record's messages (or prompt) with the
-  run's ``system`` text first (:func:`..pipeline.export.sft_row`, the rule ``export`` uses); the
-  completion is ``results[METHOD].text``.
+- ``generate`` outputs, JSONL or Parquet: the prompt is the conversation the teachers were sent
+  (:func:`fusion_of_n.records.record_messages`: the record's messages or prompt, the run's ``system``
+  text first; :func:`..pipeline.export.sft_row`, the rule ``export`` uses); the completion is
+  ``results[METHOD].text``.
 - ``export`` files (``{"id", "messages": [..., {"role": "assistant", ...}]}``): the last assistant
   message is the completion; ``METHOD`` is whatever the export was made with.
 
@@ -33,7 +34,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..pipeline.export import sft_row
-from ..pipeline.records import read_any_records
+from ..records import read_any_records, record_methods
 
 __all__ = ["TRAIN_SKIP_FLAGS", "Examples", "load_examples", "split_examples"]
 
@@ -67,11 +68,9 @@ def load_examples(paths: Sequence[str], method: str, *, include_flagged: bool = 
         for record in read_any_records(path):
             seen += 1
             example, reason = _example(record, method, skip_flags)
-            if "results" in record:
+            if "results" in record:  # a generate record (an export row has none)
                 kind = "generate"
-                results = record.get("results")
-                if isinstance(results, dict):
-                    methods.update(results)
+                methods.update(record_methods(record))
             if example is None:
                 exclusions[reason] += 1
             else:

@@ -1,90 +1,26 @@
-"""The shapes batch generation reads and writes.
-
-Input rows come from JSONL, CSV, Parquet, a saved Hugging Face dataset folder or a built-in source;
-each becomes an :class:`InputRow` or, when it is unusable, a :class:`RowError` (the run goes on).
-
-Output: one JSON object per input row, appended to ``OUTPUT`` (JSONL)::
-
-    {"id": "...", "line": 7, "prompt": "..." | null, "messages": [...] | null, "language": "de",
-     "meta": {...other input columns...},
-     "candidates": [{"index": 0, "model": "...", "text": "...", "finish_reason": "stop",
-                     "completion_tokens": 12, "excluded": false, "flags": [], "scores": {"bon": 7.2}}],
-     "results": {"fusion": {"text": "...", "chosen": null, "score": null, "analysis": "...", "flags": [],
-                            "by": "openai:big@..."},
-                 "bon": {"text": "...", "chosen": 3, "score": 7.2, "analysis": null, "flags": [], "by": "judge:..."}},
-     "usage": {"sampling": {...}, "bon": {...}, "fusion": {...}, "total": {...}},
-     "seconds": 3.2, "failures": [...], "error": null}
-
-A failed row's record (``id``, ``line``, ``prompt``, ``language``, ``meta``) carries ``"error": {"stage":
-"sampling" | METHOD | "record", "type": "RuntimeError", "message": "..."}`` (a bad input row: stage
-``input``, no type) and goes to ``OUTPUT.errors.jsonl``. :func:`record_problem` checks one record
-against this shape (the eval commands read with it, so a damaged file is an error naming the line, the
-id and the field).
-
-``RUN_FILE`` (``OUTPUT`` + ``.run.json``) records what produced the file (models, n, methods, fusor,
-scorer, sampling params) so a resumed run can refuse to mix pools.
-"""
+"""Reading records: JSONL (torn last line skipped), Parquet, and checked reading for the eval commands
+(:func:`read_checked_records`, each record through :func:`record_problem`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..types import Message
+from ..errors import ConfigError, MissingDependency
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class InputRow:
-    """One usable input row. ``line`` is its 1-based position in the source (for error messages)."""
-
-    id: str
-    line: int
-    prompt: str | None = None
-    messages: tuple[Message, ...] | None = None
-    language: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def chat(self) -> tuple[Message, ...]:
-        if self.messages is not None:
-            return self.messages
-        return ({"role": "user", "content": self.prompt or ""},)
-
-
-@dataclass(frozen=True)
-class RowError:
-    """An input row that could not be used: reported by id (when it has one) or line, never fatal."""
-
-    line: int
-    message: str
-    id: str | None = None
-
-    def to_record(self) -> dict[str, Any]:
-        return {"id": self.id, "line": self.line, "error": {"stage": "input", "message": self.message}}
-
-
-def stable_id(row: dict[str, Any]) -> str:
-    """A row's id when it has none: sha256 of its canonical JSON (key order and spacing do not matter)."""
-    canonical = json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def run_file(output: str) -> str:
-    return output + ".run.json"
-
-
-def read_records(path: str) -> Iterator[dict[str, Any]]:
-    """The complete records of an output file, in order; a torn last line (a run killed mid-write) is
-    skipped, and so is any line that is not a JSON object (logged once)."""
-    for _line, value in read_json_lines(path):
-        if isinstance(value, dict):
-            yield value
+RECORD_FIELDS = ("id", "candidates", "results")
+"""The fields every finished record has (an eval command may need fewer)."""
+PARQUET_JSON_FIELDS = ("meta", "messages", "failures", "error")
+"""Fields ``generate --format parquet`` stores as JSON text because their shape differs between rows
+(each candidate's ``scores`` too)."""
+REPAIR = (
+    "regenerate the record with fusion-of-n generate (delete that line and re-run generate with the same -o: "
+    "only the missing rows are redone), or repair the line"
+)
 
 
 def read_json_lines(path: str) -> Iterator[tuple[int, Any]]:
@@ -107,8 +43,12 @@ def read_json_lines(path: str) -> Iterator[tuple[int, Any]]:
             yield number, value
 
 
-# Fields ``generate --format parquet`` stores as JSON text because their shape differs between rows.
-PARQUET_JSON_FIELDS = ("meta", "messages", "failures", "error")
+def read_records(path: str) -> Iterator[dict[str, Any]]:
+    """The complete records of an output file, in order; a torn last line (a run killed mid-write) is
+    skipped, and so is any line that is not a JSON object (logged once)."""
+    for _line, value in read_json_lines(path):
+        if isinstance(value, dict):
+            yield value
 
 
 def read_parquet_records(path: str) -> Iterator[dict[str, Any]]:
@@ -117,8 +57,6 @@ def read_parquet_records(path: str) -> Iterator[dict[str, Any]]:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
-        from ..errors import MissingDependency
-
         raise MissingDependency(f"reading {path} needs pyarrow: pip install 'fusion-of-n[data]'") from exc
     for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
         for record in batch.to_pylist():
@@ -136,10 +74,29 @@ def read_any_records(path: str) -> Iterator[dict[str, Any]]:
     return read_parquet_records(path) if path.endswith(".parquet") else read_records(path)
 
 
-# -- checking a record ---------------------------------------------------------------------------------
+def read_checked_records(path: str, need: Collection[str] = RECORD_FIELDS) -> Iterator[dict[str, Any]]:
+    """The records of a ``fusion-of-n generate`` OUTPUT (JSONL), each checked as it is read
+    (:func:`record_problem`): a finished record must hold the fields in ``need`` and every field must
+    have its type. The first that does not is a ConfigError naming the file, the line, the record's id,
+    the field and the fix, so no reader ends in a bare KeyError.
 
-RECORD_FIELDS = ("id", "candidates", "results")
-"""The fields every finished record has (an eval command may need fewer)."""
+    A torn last line (a run killed mid-write) and lines that are not JSON are skipped, as generate does."""
+    for line, record in read_json_lines(path):
+        problem = record_problem(record, need)
+        if problem:
+            record_id = record.get("id") if isinstance(record, Mapping) else None
+            shown = isinstance(record_id, str | int) and not isinstance(record_id, bool) and record_id != ""
+            which = f" (record {record_id!r})" if shown else ""
+            raise ConfigError(f"{path}, line {line}{which}: {problem}; {REPAIR}")
+        yield record
+
+
+def completed_ids(path: str) -> set[str]:
+    """The ids of the finished records of ``path`` (a resumed run skips them)."""
+    return {str(r["id"]) for r in read_records(path) if r.get("error") is None and "id" in r}
+
+
+# -- checking a record ---------------------------------------------------------------------------------
 
 
 def record_problem(record: Any, need: Collection[str] = RECORD_FIELDS) -> str | None:
@@ -157,7 +114,7 @@ def record_problem(record: Any, need: Collection[str] = RECORD_FIELDS) -> str | 
     record_id = record.get("id")
     if record_id is not None and not ((isinstance(record_id, str) and record_id) or _is_int(record_id)):
         return _wrong("id", record_id, "a non-empty string or an integer")
-    for name, kind in (("prompt", str), ("language", str), ("meta", Mapping), ("usage", Mapping)):
+    for name, kind in _TOP_FIELDS:
         value = record.get(name)
         if value is not None and not isinstance(value, kind):
             return _wrong(name, value, "an object" if kind is Mapping else "a string")
@@ -166,6 +123,15 @@ def record_problem(record: Any, need: Collection[str] = RECORD_FIELDS) -> str | 
         or _candidates_problem(record.get("candidates"))
         or _results_problem(record.get("results"))
     )
+
+
+_TOP_FIELDS: tuple[tuple[str, type], ...] = (
+    ("prompt", str),
+    ("language", str),
+    ("system", str),
+    ("meta", Mapping),
+    ("usage", Mapping),
+)
 
 
 def _messages_problem(messages: Any) -> str | None:
