@@ -10,7 +10,9 @@
   a repr or a log line: upstream text goes through :func:`fusion_of_n.errors.redact` (the key in use
   and common key shapes are masked, then the text is shortened);
 - an API key bound for a plain ``http://`` URL that is not loopback is logged as a WARNING, once per
-  host and process, with the fix (use https, or send no key to a keyless server).
+  host and process, with the fix (use https, or send no key to a keyless server);
+- :data:`ALLOW_REMOTE_REQUESTS` set to False refuses every request to a host beyond loopback before it
+  is sent (the test suite does this; like pydantic-ai's ``ALLOW_MODEL_REQUESTS``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ from .sse import SSEDecoder
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+ALLOW_REMOTE_REQUESTS = True
+"""Whether an :class:`HTTPClient` may send a request to a host beyond loopback (127.0.0.0/8, ::1,
+localhost). True in the library: reaching servers is its job. The test suite sets it to False, so a test
+that points a backend at a real server fails at once with a :class:`RuntimeError` naming this flag."""
 
 MAX_MESSAGE_CHARS = 500
 MAX_QUOTE_CHARS = 200
@@ -107,6 +114,16 @@ def warn_if_key_sent_in_clear(base_url: str, name: str, key_env: str | None = No
 
 _WARNED_HOSTS: set[str] = set()
 """Hosts already warned about: a process-wide once-only registry, like the ``warnings`` module's."""
+
+
+def _refuse_remote_unless_allowed(url: str) -> None:
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    if not ALLOW_REMOTE_REQUESTS and not _is_loopback(host):
+        raise RuntimeError(
+            f"request to {redact(url)} refused: fusion_of_n.http.ALLOW_REMOTE_REQUESTS is False and {host!r} "
+            "is not loopback; point the backend at 127.0.0.1, or set ALLOW_REMOTE_REQUESTS = True "
+            "(in the test suite: mark the test @pytest.mark.network)"
+        )
 
 
 def _is_loopback(host: str) -> bool:
@@ -256,6 +273,7 @@ class HTTPClient:
 
     async def _retrying(self, method: str, url: str, attempt_once: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt_once`` until it succeeds, retrying retryable upstream errors with backoff."""
+        _refuse_remote_unless_allowed(url)
         attempt = 0
         while True:
             try:
