@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fusion_of_n import answers
-from fusion_of_n.answers import extract_answer, normalize_number
+from fusion_of_n.answers import extract_answer, majority_answer, normalize_number
 
 BOXED = [
     ("So the total is \\boxed{18}.", "18"),
@@ -223,3 +223,20 @@ def test_docstring_examples_hold() -> None:
     failures, tried = doctest.testmod(answers, raise_on_error=False, report=True)
     assert tried > 0
     assert failures == 0
+
+
+@pytest.mark.parametrize(
+    ("votes", "winner"),
+    [
+        (["3", "4", "4"], "4"),
+        (["3", "4", "4", "3"], "3"),  # a tie goes to the answer that occurs first
+        (["4", "3", "3", "4"], "4"),
+        ([None, "7", None, "8", "8", "7"], "7"),  # None casts no vote
+        ([None, None], None),
+        ([], None),
+    ],
+)
+def test_majority_answer_is_the_most_frequent_with_ties_to_the_earliest(
+    votes: list[str | None], winner: str | None
+) -> None:
+    assert majority_answer(votes) == winner

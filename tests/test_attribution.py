@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from fusion_of_n.cli.eval import attribution_command as command
 from fusion_of_n.eval.attribution import (
     attribute,
     attribute_record,
     attribution_report,
-    command,
     tokenize,
 )
 

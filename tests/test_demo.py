@@ -3,7 +3,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from fusion_of_n import PipelineSettings
-from fusion_of_n.demo import DEMO_METHODS, DEMO_PROMPTS, run_demo
+from fusion_of_n.cli.demo import DEMO_METHODS, DEMO_PROMPTS, run_demo
 from fusion_of_n.testing import FakeBackend
 
 

@@ -14,17 +14,17 @@ from hypothesis import strategies as st
 
 from fusion_of_n.aggregators.vote import MajorityVote
 from fusion_of_n.answers import extract_answer
+from fusion_of_n.cli.eval import accuracy_command as command
 from fusion_of_n.errors import ConfigError
 from fusion_of_n.eval.accuracy import (
     answer_language,
     answers_match,
-    command,
     evaluate_accuracy,
     field_value,
     majority_answer,
     normalize_gold,
 )
-from fusion_of_n.types import Candidate, Request
+from fusion_of_n.types import Aggregation, Candidate, Request
 
 
 def record(
@@ -108,6 +108,27 @@ def test_majority_ignores_excluded_candidates_but_pass_at_k_counts_them() -> Non
     assert scores(result["overall"]) == {"first": 0.0, "maj@k": 0.0, "pass@k": 1.0, "single": 1.0}
     all_flagged = [record("y", "en", "7", [("#### 7", True), ("#### 3", True)], first="#### 7")]
     assert scores(evaluate_accuracy(all_flagged, "meta.answer", resamples=10)["overall"])["maj@k"] == 1.0
+
+
+def test_maj_at_k_and_vote_share_one_majority_rule() -> None:
+    from fusion_of_n import answers
+    from fusion_of_n.aggregators import vote
+
+    assert majority_answer is answers.majority_answer is vote.majority_answer
+
+
+def test_maj_at_k_breaks_a_tie_like_vote_toward_the_earliest_answer() -> None:
+    texts = ["#### 3", "#### 7", "#### 7", "#### 3"]
+    picked = asyncio.run(vote_on(texts))
+    assert picked.chosen == 0 and "vote_tie" in picked.flags
+    rows = [record("t", "en", "3", texts, first="#### 7")]
+    assert scores(evaluate_accuracy(rows, "meta.answer", resamples=10)["overall"])["maj@k"] == 1.0
+
+
+async def vote_on(texts: list[str]) -> Aggregation:
+    return await MajorityVote().aggregate(
+        Request.from_prompt("q"), [Candidate(t, "m", index=i) for i, t in enumerate(texts)]
+    )
 
 
 @settings(max_examples=60, deadline=None)

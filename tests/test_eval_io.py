@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from fusion_of_n import ConfigError
-from fusion_of_n.eval.io import read_generate_records, write_result
+from fusion_of_n.cli.eval import write_result
+from fusion_of_n.eval.io import read_generate_records
 
 
 def test_results_are_strict_json_with_null_for_means_over_nothing(tmp_path: Path) -> None:

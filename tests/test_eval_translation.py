@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.chrf import CHRF
 
+from fusion_of_n.cli.eval import translation_command as command
 from fusion_of_n.errors import ConfigError, MissingDependency
 from fusion_of_n.eval.comet import load_comet
 from fusion_of_n.eval.translation import (
     Reference,
     bleu_tokenizer,
-    command,
     evaluate_translation,
     read_references,
 )

@@ -30,8 +30,8 @@ from fusion_of_n import Pipeline, PipelineSettings
 from fusion_of_n.backends.openai import OpenAIBackend
 from fusion_of_n.errors import BackendError, UpstreamHTTPError, UpstreamUnreachable
 from fusion_of_n.pipeline.inputs import read_rows
-from fusion_of_n.records import read_records
 from fusion_of_n.pipeline.runner import BatchRunner, Summary, secrets_of
+from fusion_of_n.records import read_records
 from fusion_of_n.server import create_app
 from fusion_of_n.server.runner import start_site
 from fusion_of_n.sse import SSEDecoder

@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from rich.console import Console
 
-from fusion_of_n.pipeline.progress import BatchProgress
+from fusion_of_n.cli.progress import BatchProgress
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

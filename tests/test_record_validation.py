@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from fusion_of_n import ConfigError, Pipeline, PipelineSettings
-from fusion_of_n.eval import accuracy, attribution, sweep, translation, winrate
+from fusion_of_n.cli import eval as commands
 from fusion_of_n.eval.io import read_generate_records
 from fusion_of_n.eval.sweep import SWEEP_FIELDS
 from fusion_of_n.pipeline.rows import InputRow, RowError
@@ -111,10 +111,10 @@ def test_a_sweep_needs_no_results_but_every_candidate_index(tmp_path: Path) -> N
 
 
 COMMANDS = [
-    ("accuracy", accuracy.command, ["--answers", "meta.answer"]),
-    ("attribution", attribution.command, []),
-    ("sweep", sweep.command, ["--methods", "vote,first", "--k", "1", "--seeds", "1"]),
-    ("winrate", winrate.command, ["--head-to-head", "fusion,first", "--judge", "fake:echo"]),
+    ("accuracy", commands.accuracy_command, ["--answers", "meta.answer"]),
+    ("attribution", commands.attribution_command, []),
+    ("sweep", commands.sweep_command, ["--methods", "vote,first", "--k", "1", "--seeds", "1"]),
+    ("winrate", commands.winrate_command, ["--head-to-head", "fusion,first", "--judge", "fake:echo"]),
 ]
 
 
@@ -133,7 +133,7 @@ def test_eval_commands_report_a_candidate_without_index_in_one_line(
 def test_eval_translation_reports_a_candidate_without_index_in_one_line(tmp_path: Path) -> None:
     path = write(tmp_path / "out.jsonl", damaged(generated(tmp_path), pop_index))
     refs = write(tmp_path / "refs.jsonl", [{"id": f"r{i}", "reference": "x"} for i in range(3)])
-    outcome = CliRunner().invoke(translation.command, [path, "--references", refs])
+    outcome = CliRunner().invoke(commands.translation_command, [path, "--references", refs])
     assert outcome.exit_code == 1, outcome.output
     assert outcome.stderr.startswith(f"error: {path}, line 2 (record 'r1'): candidates[1].index"), outcome.stderr
 

@@ -14,12 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from fusion_of_n import ConfigError, Pipeline
+from fusion_of_n.cli.eval import report_command as command
 from fusion_of_n.errors import MissingDependency
 from fusion_of_n.eval import plots
 from fusion_of_n.eval.accuracy import evaluate_accuracy
 from fusion_of_n.eval.attribution import attribution_report
 from fusion_of_n.eval.pairwise import OrderVerdict, PairJudgement
-from fusion_of_n.eval.report import MANIFEST, build_report, command, load_input
+from fusion_of_n.eval.report import MANIFEST, build_report, load_input
 from fusion_of_n.eval.report_pools import cost_table, sweep_curves
 from fusion_of_n.eval.report_train import student_names
 from fusion_of_n.eval.sweep import accuracy_metric, run_sweep, sweep_settings

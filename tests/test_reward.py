@@ -324,3 +324,31 @@ def test_factory_builds_a_local_reward_model_from_an_hf_spec(tmp_path):
     assert scorer.path == tmp_path
     assert scorer.batch_size == 4
     assert scorer.max_length == 128
+
+
+def test_a_new_reward_provider_is_one_decorated_class(monkeypatch):
+    from fusion_of_n.scorers import base
+
+    monkeypatch.setattr(base, "_REWARD_PROVIDERS", dict(base._REWARD_PROVIDERS))
+
+    @base.register_reward("const", "'const:VALUE' (a constant score)")
+    class Constant:
+        def __init__(self, value: float) -> None:
+            self.name, self.value = f"const:{value}", value
+
+        @classmethod
+        def from_spec(cls, spec, env):
+            return cls(float(spec.model))
+
+    scorer = create_scorer(reward="const:2.5")
+    assert isinstance(scorer, Constant) and scorer.value == 2.5
+    with pytest.raises(ConfigError, match=r"unknown reward provider 'nope'.*'vllm:MODEL@.*'const:VALUE'"):
+        create_scorer(reward="nope:x")
+
+
+def test_reward_forms_list_the_registered_providers_in_order():
+    from fusion_of_n.scorers.base import reward_forms
+
+    assert reward_forms() == (
+        "'hf:/path/to/model' (a local Hugging Face model) or 'vllm:MODEL@http://host:port' (a vLLM server)"
+    )

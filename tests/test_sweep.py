@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from fusion_of_n import ConfigError, Pipeline, PipelineSettings
+from fusion_of_n.cli.eval import sweep_command as command
 from fusion_of_n.eval.subsets import CACHE_FILE, SweepCache, sampling_tokens
 from fusion_of_n.eval.sweep import (
     accuracy_metric,
     chrf_metric,
-    command,
     draw_subset,
     run_sweep,
     sweep_settings,

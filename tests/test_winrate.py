@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fusion_of_n.backends import base as backends_base
+from fusion_of_n.cli.eval import winrate_command as command
 from fusion_of_n.errors import ConfigError
 from fusion_of_n.eval.pairwise import (
     FOLLOW_UP,
@@ -24,7 +25,7 @@ from fusion_of_n.eval.pairwise import (
     render_prompt,
 )
 from fusion_of_n.eval.stats import bootstrap_ci
-from fusion_of_n.eval.winrate import command, head_to_head, join_pairs, summarize, winrate
+from fusion_of_n.eval.winrate import head_to_head, join_pairs, summarize, winrate
 from fusion_of_n.testing import FakeBackend, HTTPFault
 from fusion_of_n.types import Candidate, Generation, Request, Usage, message_text
 

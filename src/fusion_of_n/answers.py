@@ -34,9 +34,16 @@ import itertools
 import re
 import unicodedata
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["MAX_EXAMINED_CHARS", "examined_tail", "explicit_answer", "extract_answer", "normalize_number"]
+__all__ = [
+    "MAX_EXAMINED_CHARS",
+    "examined_tail",
+    "explicit_answer",
+    "extract_answer",
+    "majority_answer",
+    "normalize_number",
+]
 
 MAX_EXAMINED_CHARS = 8_000
 """Extraction reads only the last this-many characters of a text (see :func:`examined_tail`)."""
@@ -361,3 +368,19 @@ def explicit_answer(text: str) -> str | None:
     """The answer ``text`` marks as final (rules 1-4: ``\\boxed{}``, ``#### X``, an answer phrase, a
     choice letter), without the last-number fallback; None when nothing is marked."""
     return _first_answer(text, _EXTRACTORS[:-1])
+
+
+def majority_answer(answers: Iterable[str | None]) -> str | None:
+    """The majority rule of ``vote`` (and of accuracy's ``maj@k``): the most frequent answer, a tie going
+    to the answer that occurs first in ``answers`` (pool order); None (no answer) casts no vote, and
+    None comes back when nothing does.
+
+        >>> majority_answer(["3", None, "4", "4", "3"])
+        '3'
+    """
+    counts: dict[str, int] = {}
+    for answer in answers:
+        if answer is not None:
+            counts[answer] = counts.get(answer, 0) + 1
+    # dicts keep first-occurrence order and max() returns the first maximal key: ties go to the earliest
+    return max(counts, key=counts.__getitem__, default=None)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from .aggregators.base import Aggregator, AggregatorOptions, StreamingAggregator, build_aggregator
-from .backends.base import Backend, create_backend
+from .backends.base import Backend, OwnedBackend, resolve_backend
 from .backends.ratelimit import wrap
 from .config import PipelineSettings, environment
 from .sampling import Pool, sample, sample_adaptive
@@ -36,7 +36,7 @@ class Pipeline:
         self.settings = settings
         self._env = environment() if env is None else env
         self._by_spec: dict[str, Backend] = {}
-        self._owned: list[Backend] = []
+        self._held: list[OwnedBackend] = []  # every backend built or given, each closed only if owned
         self.backends = [self._backend(m) for m in settings.models]
         self.fusor = self._backend(settings.fusor) if settings.fusor is not None else self.backends[0]
         self._scorer: Scorer | None = None
@@ -46,11 +46,10 @@ class Pipeline:
         """One backend (one session, one loaded model, one rate budget) per spec or object."""
         key = model if isinstance(model, str) else f"object:{id(model)}"
         if key not in self._by_spec:
-            backend = create_backend(model, self._env) if isinstance(model, str) else model
-            limited = wrap(backend, self.settings.rpm, self.settings.tpm)
-            self._by_spec[key] = limited
-            if isinstance(model, str):
-                self._owned.append(limited)  # Backend objects passed in stay the caller's to close
+            held = resolve_backend(model, self._env)
+            limited = OwnedBackend(wrap(held.backend, self.settings.rpm, self.settings.tpm), held.owned)
+            self._held.append(limited)
+            self._by_spec[key] = limited.backend
         return self._by_spec[key]
 
     def scorer(self) -> Scorer:
@@ -185,7 +184,7 @@ class Pipeline:
         return await self.aggregate(request, await self.sample(request), method)
 
     async def aclose(self) -> None:
-        closers = [b.aclose() for b in self._owned]
+        closers = [held.aclose() for held in self._held]
         if self._scorer is not None:
             closers.append(self._scorer.aclose())
         await asyncio.gather(*closers, return_exceptions=True)

@@ -47,6 +47,12 @@ class Params:
     def replace(self, **changes: Any) -> Params:
         return dataclasses.replace(self, **changes)
 
+    def merge(self, other: Params) -> Params:
+        """These parameters overridden by every field ``other`` sets (is not None): e.g. a client
+        request's parameters over a preset's."""
+        changes = {f.name: getattr(other, f.name) for f in dataclasses.fields(other)}
+        return dataclasses.replace(self, **{name: value for name, value in changes.items() if value is not None})
+
 
 @dataclass(frozen=True)
 class Request:
@@ -238,10 +244,13 @@ class Result:
 
     @property
     def total_usage(self) -> Usage:
-        total = Usage()
-        for usage in self.usage.values():
-            total = total + usage
-        return total
+        return sum(self.usage.values(), Usage())
+
+    @property
+    def aggregation_usage(self) -> Usage:
+        """What the method itself spent: every stage but ``sampling`` (a record's per-method usage, the
+        cost of re-aggregating a stored pool)."""
+        return sum((usage for stage, usage in self.usage.items() if stage != "sampling"), Usage())
 
     def to_dict(self) -> dict[str, Any]:
         usage = {stage: u.to_dict() for stage, u in self.usage.items()}

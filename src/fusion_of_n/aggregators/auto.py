@@ -67,7 +67,7 @@ def decide(candidates: Sequence[Candidate]) -> tuple[str, str]:
     return ("select", evidence) if enough and committed else ("fuse", evidence)
 
 
-@register("auto")
+@register("auto", uses=["fusor"])  # its BoN tie-break is optional
 @dataclass(frozen=True)
 class Auto:
     """Select by vote (BoN breaks ties when ``tie_break`` is set) on closed-ended pools, else fuse."""

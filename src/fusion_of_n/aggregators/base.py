@@ -5,7 +5,7 @@ A new strategy is a new class with ``build(options)`` plus one ``@register("name
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -45,15 +45,23 @@ class AggregatorOptions:
 
 AggregatorBuilder = Callable[[AggregatorOptions], Aggregator]
 _REGISTRY: dict[str, AggregatorBuilder] = {}
+_USES: dict[str, frozenset[str]] = {}
+ROLES = ("fusor", "scorer")
+"""The model roles a method may call: the fusor (fusion, usc's selector) and bon's scorer."""
 
 T = TypeVar("T")
 
 
-def register(name: str) -> Callable[[T], T]:
-    """Class decorator: ``@register("vote")`` on a class with ``build(options)``."""
+def register(name: str, *, uses: Iterable[str] = ()) -> Callable[[T], T]:
+    """Class decorator: ``@register("vote")`` on a class with ``build(options)``; ``uses`` names the
+    model roles (:data:`ROLES`) the method needs and calls, none for a selection that calls no model."""
+    roles = frozenset(uses)
+    if unknown := roles - set(ROLES):
+        raise ValueError(f"unknown role(s) {sorted(unknown)} for method {name!r}; roles are {ROLES}")
 
     def add(cls: T) -> T:
         _REGISTRY[name] = cls.build  # type: ignore[attr-defined]
+        _USES[name] = roles
         return cls
 
     return add
@@ -69,9 +77,10 @@ def _load_builtin() -> None:
         importlib.import_module(f"{__package__}.{module}")
 
 
-def methods() -> list[str]:
+def methods(uses: str | None = None) -> list[str]:
+    """The registered method names, sorted; with ``uses`` (a role), those that call that model."""
     _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted(name for name in _REGISTRY if uses is None or uses in _USES[name])
 
 
 def build_aggregator(method: str, options: AggregatorOptions) -> Aggregator:

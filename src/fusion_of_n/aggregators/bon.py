@@ -15,7 +15,7 @@ from .base import AggregatorOptions, register
 logger = logging.getLogger(__name__)
 
 
-@register("bon")
+@register("bon", uses=["scorer"])
 @dataclass(frozen=True)
 class BestOfN:
     """Pick the highest-scored candidate; ties go to the lowest pool index.

@@ -259,7 +259,7 @@ def render_fusion_prompt(instruction: str, texts: Sequence[str], language: str |
     )
 
 
-@register("fusion")
+@register("fusion", uses=["fusor"])
 @dataclass(frozen=True)
 class Fusion:
     """Fuse the pool with ``fusor``. ``seed`` fixes the presentation order; ``max_tokens`` caps the

@@ -104,7 +104,7 @@ def parse_choice(reply: str, count: int) -> int | None:
     return None
 
 
-@register("usc")
+@register("usc", uses=["fusor"])
 @dataclass(frozen=True)
 class UniversalSelfConsistency:
     """Ask ``selector`` which candidate is most consistent with the others; ``max_tokens`` caps its reply."""

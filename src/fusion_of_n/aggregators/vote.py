@@ -2,7 +2,8 @@
 
 Each candidate votes for the answer :func:`fusion_of_n.answers.extract_answer` finds in it;
 candidates without an extractable answer do not vote. The winning answer is the most frequent one;
-a tie goes to the answer whose first occurrence has the lowest pool index. The returned text is the
+a tie goes to the answer whose first occurrence has the lowest pool index
+(:func:`fusion_of_n.answers.majority_answer`, the rule accuracy's ``maj@k`` uses too). The returned text is the
 full text of the lowest-index candidate carrying the winning answer. No LLM calls.
 
 Scores: per candidate, the share of the votes cast that its answer received (None if it had no
@@ -23,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..answers import extract_answer
+from ..answers import extract_answer, majority_answer
 from ..types import Aggregation, Candidate, Request
 from .base import AggregatorOptions, register
 
@@ -49,8 +50,8 @@ class MajorityVote:
         pool = sorted(candidates, key=lambda c: c.index)
         found = await asyncio.to_thread(_extract_all, self.extract, [c.text for c in pool])
         answers = {c.index: answer for c, answer in zip(pool, found, strict=True)}
-        counts = Counter(answer for answer in answers.values() if answer is not None)
-        if not counts:
+        winner = majority_answer(found)  # found is in pool order: a tie goes to the lowest index
+        if winner is None:
             logger.debug("vote: none of %d candidates states an extractable answer", len(pool))
             return Aggregation(
                 text=pool[0].text,
@@ -59,20 +60,16 @@ class MajorityVote:
                 scores=dict.fromkeys(answers),
                 flags=("no_extractable_answer",),
             )
-        first_seen: dict[str, int] = {}
-        for index, answer in answers.items():  # pool order, so the first write is the lowest index
-            if answer is not None:
-                first_seen.setdefault(answer, index)
-        winner = max(counts, key=lambda answer: (counts[answer], -first_seen[answer]))
+        counts = Counter(answer for answer in found if answer is not None)
+        winning = pool[found.index(winner)]
         votes = counts.total()
         top = counts[winner]
         flags = ("vote_tie",) if sum(1 for count in counts.values() if count == top) > 1 else ()
-        chosen = first_seen[winner]
         tally = ", ".join(f"{answer!r}: {count}" for answer, count in counts.most_common())
         return Aggregation(
-            text=next(c.text for c in pool if c.index == chosen),
+            text=winning.text,
             method=self.name,
-            chosen=chosen,
+            chosen=winning.index,
             scores={index: None if answer is None else counts[answer] / votes for index, answer in answers.items()},
             analysis=f"answer {winner!r} won {top} of {votes} vote(s) ({tally})",
             flags=flags,

@@ -123,7 +123,9 @@ BackendFactory = Callable[[ModelSpec, Mapping[str, str]], Backend]
 """Builds a backend from a spec and an environment mapping (keys, default URLs)."""
 
 # provider -> "module:attribute" of a factory, imported on first use so that e.g. llama_cpp is
-# imported only by a process that asks for a local model.
+# imported only by a process that asks for a local model. ``fake:`` is registered here like the others,
+# not by the testing package on import: library code builds ``fake:echo`` too (a sweep that never
+# samples), and a spec must work without importing fusion_of_n.testing first.
 _PROVIDERS: dict[str, str | BackendFactory] = {
     "openai": "fusion_of_n.backends.openai:OpenAIBackend.from_spec",
     "local": "fusion_of_n.backends.local:LocalBackend.from_spec",
@@ -159,3 +161,35 @@ def create_backend(spec: str | ModelSpec, env: Mapping[str, str] | None = None) 
             f"unknown provider {parsed.provider!r} in model spec {spec!s}; use one of: {', '.join(providers())}"
         )
     return _resolve(ref)(parsed, env or {})
+
+
+@dataclass(frozen=True)
+class OwnedBackend:
+    """A backend and whether its holder owns it: one built here from a spec is closed by the holder,
+    a Backend object passed in stays its caller's to close.
+
+    ``async with resolve_backend(judge, env) as backend: ...`` closes ``backend`` on exit only if
+    it was built from a spec; a long-lived holder keeps the OwnedBackend and calls :meth:`aclose`.
+    """
+
+    backend: Backend
+    owned: bool
+
+    async def aclose(self) -> None:
+        """Close the backend if it is owned; leave it open otherwise."""
+        if self.owned:
+            await self.backend.aclose()
+
+    async def __aenter__(self) -> Backend:
+        return self.backend
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def resolve_backend(model: str | ModelSpec | Backend, env: Mapping[str, str] | None = None) -> OwnedBackend:
+    """``model`` as a backend: built from a spec (owned: the holder closes it), or the Backend object
+    itself (not owned)."""
+    if isinstance(model, str | ModelSpec):
+        return OwnedBackend(create_backend(model, env), owned=True)
+    return OwnedBackend(model, owned=False)

@@ -30,28 +30,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-import click
-
-from ..answers import extract_answer, normalize_number
-from ..cliutil import friendly_errors, setup_logging
+from ..answers import extract_answer, majority_answer, normalize_number
 from ..errors import ConfigError
 from ..language import detect_language, language_code
 from ..records import (
     methods_in,
     pool_size,
-    read_checked_records,
     record_methods,
     record_pool,
     record_prompt_text,
     result_text,
 )
-from .io import write_result
 from .stats import mean_ci
 
 __all__ = [
     "answer_language",
     "answers_match",
-    "command",
     "evaluate_accuracy",
     "field_value",
     "majority_answer",
@@ -110,15 +104,6 @@ def answers_match(prediction: str | None, gold: str | None) -> bool:
         return True
     value = _number(prediction)
     return value is not None and value == _number(gold)
-
-
-def majority_answer(answers: Sequence[str | None]) -> str | None:
-    """The answer ``vote`` picks from answers in pool order: most frequent, ties to the first seen."""
-    counts = Counter(a for a in answers if a is not None)
-    if not counts:
-        return None
-    first = {a: i for i, a in reversed(list(enumerate(answers))) if a is not None}
-    return max(counts, key=lambda a: (counts[a], -first[a]))
 
 
 def answer_language(text: str) -> str | None:
@@ -238,19 +223,3 @@ def evaluate_accuracy(
             "overall": fidelity(languages),
         },
     }
-
-
-@click.command("accuracy")
-@click.argument("records_path", metavar="OUTPUT", type=click.Path(exists=True, dir_okay=False))
-@click.option("--answers", "field", required=True, metavar="FIELD", help="dotted path of the gold answer: meta.answer")
-@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
-@click.option("--resamples", type=click.IntRange(1), default=1000, show_default=True, help="bootstrap resamples")
-@click.option("-o", "--output", "result_path", type=click.Path(dir_okay=False), help="result JSON (default: stdout)")
-@click.option("-v", "--verbose", count=True)
-@friendly_errors
-def command(records_path: str, field: str, seed: int, resamples: int, result_path: str | None, verbose: int) -> None:
-    """Answer accuracy per method and language of a generate OUTPUT (with maj@k, pass@k and one-sample
-    baselines) and whether each method answers in the prompt's language."""
-    setup_logging(verbose)
-    result = evaluate_accuracy(read_checked_records(records_path), field, seed=seed, resamples=resamples)
-    write_result({**result, "output": records_path}, result_path, announce=True)

@@ -33,15 +33,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import click
 import numpy as np
 
-from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
 from ..language import detect_language, language_code
 from ..records import read_checked_records, record_pool, record_result, result_text
 from ..types import Candidate
-from .io import write_result
 from .stats import mean_ci
 
 log = logging.getLogger(__name__)
@@ -195,7 +192,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], *, seed: int = 0) -> dict[str, 
 def attribution_report(
     records: Iterable[Mapping[str, Any]], method: str = "fusion", *, seed: int = 0, **options: int
 ) -> dict[str, Any]:
-    """The ``"kind": "attribution"`` result over generate records (see the command's help)."""
+    """The ``"kind": "attribution"`` result over generate records (see :func:`attribute_file`)."""
     rows: list[dict[str, Any]] = []
     skipped = 0
     for record in records:
@@ -224,31 +221,21 @@ def attribution_report(
     }
 
 
-@click.command("attribution")
-@click.argument("output_file", metavar="OUTPUT", type=click.Path(exists=True, dir_okay=False))
-@click.option("--method", default="fusion", show_default=True, help="Which result of each record to attribute.")
-@click.option("--min-tokens", default=MIN_TOKENS, show_default=True, type=click.IntRange(1), help="Shingle length.")
-@click.option("--min-chars", default=MIN_CHARS, show_default=True, type=click.IntRange(1), help="Shortest copy.")
-@click.option("--seed", default=0, show_default=True, help="Bootstrap seed.")
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Result JSON (default: stdout).")
-@click.option("-v", "--verbose", count=True, help="Show tracebacks.")
-@friendly_errors
-def command(
-    output_file: str, method: str, min_tokens: int, min_chars: int, seed: int, output: str | None, verbose: int
-) -> None:
-    """How much of each fused answer in OUTPUT (a generate file) was copied from each candidate.
+def attribute_file(
+    path: str, method: str = "fusion", *, seed: int = 0, min_tokens: int = MIN_TOKENS, min_chars: int = MIN_CHARS
+) -> dict[str, Any]:
+    """How much of each ``method`` answer in the generate file ``path`` was copied from each candidate.
 
-    Writes {"kind": "attribution", "overall", "by_language", "records"}: per record the share of the
-    answer's non-whitespace characters copied from each candidate (by pool index and by model) and the
-    novel share; per language and overall their means with 95% bootstrap intervals.
-    """
-    setup_logging(verbose)
+    The ``"kind": "attribution"`` result with ``overall``, ``by_language`` and ``records``: per record the
+    share of the answer's non-whitespace characters copied from each candidate (by pool index and by
+    model) and the novel share; per language and overall their means with 95% bootstrap intervals. Also
+    ``input`` and ``seconds``. A ConfigError when no record has a ``method`` result."""
     started = time.perf_counter()
     result = attribution_report(
-        read_checked_records(output_file), method, seed=seed, min_tokens=min_tokens, min_chars=min_chars
+        read_checked_records(path), method, seed=seed, min_tokens=min_tokens, min_chars=min_chars
     )
     if result["n_records"] == 0:
-        raise ConfigError(f"no record in {output_file} has a {method!r} result; pass --method with one it has")
-    result = {"input": output_file, **result, "seconds": round(time.perf_counter() - started, 3)}
+        raise ConfigError(f"no record in {path} has a {method!r} result; pass --method with one it has")
+    result = {"input": path, **result, "seconds": round(time.perf_counter() - started, 3)}
     log.info("attributed %d records in %.1fs", result["n_records"], result["seconds"])
-    write_result(result, output)
+    return result

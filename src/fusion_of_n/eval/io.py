@@ -1,4 +1,4 @@
-"""What every eval command shares: writing its JSON result. Records are read through
+"""What every eval result shares: its strict JSON form. Records are read through
 :mod:`fusion_of_n.records` (``read_generate_records`` is its checked reader, kept under this name)."""
 
 from __future__ import annotations
@@ -9,12 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import click
-
 from ..records import RECORD_FIELDS
 from ..records import read_checked_records as read_generate_records
 
-__all__ = ["RECORD_FIELDS", "read_generate_records", "write_result"]
+__all__ = ["RECORD_FIELDS", "dump_result", "read_generate_records", "save_result"]
 
 
 def _json_safe(value: Any) -> Any:
@@ -28,13 +26,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_result(result: Mapping[str, Any], path: str | None, *, announce: bool = False) -> None:
-    """One eval result as strict UTF-8 JSON (indent 1, NaN as null) to ``path``, or to stdout when it is
-    None; ``announce`` also says "wrote PATH" on stderr after writing a file."""
-    text = json.dumps(_json_safe(result), ensure_ascii=False, indent=1, allow_nan=False)
-    if path is None:
-        click.echo(text)
-        return
-    Path(path).write_text(text + "\n", encoding="utf-8")
-    if announce:
-        click.echo(f"wrote {path}", err=True)
+def dump_result(result: Mapping[str, Any]) -> str:
+    """One eval result as strict JSON text (indent 1, NaN as null, non-ASCII kept), without a final newline."""
+    return json.dumps(_json_safe(result), ensure_ascii=False, indent=1, allow_nan=False)
+
+
+def save_result(result: Mapping[str, Any], path: str | Path) -> None:
+    """Write :func:`dump_result` of ``result`` to ``path`` as UTF-8, with a final newline."""
+    Path(path).write_text(dump_result(result) + "\n", encoding="utf-8")

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal, NamedTuple
 
+from ..aio import gather_or_cancel
 from ..backends import Backend
 from ..errors import BackendError
-from ..scorers.judge import gather_or_cancel
 from ..types import Message, Params, Request, Usage
 
 logger = logging.getLogger(__name__)

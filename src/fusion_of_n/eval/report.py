@@ -26,9 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
-from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
 from ..records import is_finished, methods_in, read_records, record_methods, record_usage
 from .plots import method_colours
@@ -47,7 +44,7 @@ from .report_train import part, student_names, train_sections
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KINDS", "MANIFEST", "Input", "build_report", "command", "load_input", "render_html", "render_markdown"]
+__all__ = ["KINDS", "MANIFEST", "Input", "build_report", "load_input", "render_html", "render_markdown"]
 
 KINDS = ("winrate", "accuracy", "translation", "sweep", "attribution")
 """The eval result kinds the report reads, in the order of their sections."""
@@ -302,25 +299,3 @@ def build_report(paths: Sequence[str], output: str | Path) -> list[Path]:
     shutil.rmtree(scratch, ignore_errors=True)
     log.info("report: %d sections, %d plots in %s", len(sections), len(ctx.files), folder)
     return [folder / name for name in new]
-
-
-@click.command("report")
-@click.argument("results", nargs=-1, required=True, metavar="RESULTS...", type=click.Path(dir_okay=False))
-@click.option(
-    "-o",
-    "--output",
-    default="report",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Folder for index.html, report.md and the PNGs (created when absent).",
-)
-@click.option("-v", "--verbose", count=True, help="Show tracebacks.")
-@friendly_errors
-def command(results: tuple[str, ...], output: str, verbose: int) -> None:
-    """An HTML page and a Markdown report with plots from RESULTS: generate outputs (a cost table), eval
-    results (winrate, accuracy, translation, sweep, attribution) and train manifests (train.json: the
-    students' losses)."""
-    setup_logging(verbose)
-    written = build_report(results, output)
-    plots = sum(1 for p in written if p.suffix == ".png")
-    click.echo(f"wrote {written[0]} and {written[1].name} with {plots} plot(s)", err=True)

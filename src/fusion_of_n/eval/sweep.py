@@ -38,25 +38,28 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
-
+from ..aggregators.base import ROLES
+from ..aggregators.base import methods as registered_methods
 from ..answers import extract_answer
 from ..api import Pipeline
-from ..cliutil import friendly_errors, setup_logging
-from ..config import PipelineSettings, environment
+from ..config import PipelineSettings
 from ..errors import BackendError, ConfigError
 from ..records import pool_size, read_checked_records, record_pool, record_request, run_file
 from ..sampling import adaptive_prefix
-from ..types import Params, Usage
+from ..types import Params
 from .accuracy import answers_match, field_value, normalize_gold
-from .io import write_result
 from .stats import mean_ci
 from .subsets import SweepCache, sampling_tokens
 from .translation import read_references
 
 log = logging.getLogger(__name__)
 
-MODEL_METHODS = frozenset({"fusion", "bon", "usc", "auto"})
+MODEL_METHODS = frozenset(m for role in ROLES for m in registered_methods(uses=role))
+"""The methods that call a model (the fusor or bon's scorer), from the aggregator registry: their results are cached."""
+SWEEP_METHODS = ("fusion", "bon", "vote", "mbr", "random", "first")
+"""The methods a sweep compares unless told otherwise (registered methods; usc and auto are left out)."""
+SWEEP_KS = (1, 2, 3, 5, 8)
+SWEEP_METRICS = ("accuracy", "chrf")
 ADAPTIVE = "+adaptive"
 SWEEP_FIELDS = ("id", "candidates")  # a sweep re-aggregates the stored pool: results are not needed
 Metric = Callable[[Mapping[str, Any], str], float | None]
@@ -116,11 +119,8 @@ async def _aggregate(pipeline: Pipeline, job: Job, params: Params | None) -> dic
     result = await pipeline.aggregate(
         record_request(job.record, params), record_pool(job.record, job.subset), job.method
     )
-    spent = Usage()
-    for stage, usage in result.usage.items():
-        if stage != "sampling":
-            spent = spent + usage
-    return {"text": result.text, "chosen": result.chosen, "flags": list(result.flags), "usage": spent.to_dict()}
+    usage = result.aggregation_usage.to_dict()
+    return {"text": result.text, "chosen": result.chosen, "flags": list(result.flags), "usage": usage}
 
 
 def _by(pipeline: Pipeline, method: str) -> str | None:
@@ -271,7 +271,7 @@ async def run_sweep(
     *,
     ks: Sequence[int],
     seeds: int = 3,
-    methods: Sequence[str] = ("fusion", "bon", "vote", "mbr", "random", "first"),
+    methods: Sequence[str] = SWEEP_METHODS,
     cache: SweepCache | None = None,
     seed: int = 0,
     params: Params | None = None,
@@ -349,84 +349,92 @@ def _manifest_params(output_file: str) -> Params | None:
     )
 
 
+def _need(names: Sequence[str], what: str) -> str:
+    """``bon needs a judge``, ``fusion and usc need a fusor``, ``fusion, usc and auto need a fusor``."""
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{listed} {'needs' if len(names) == 1 else 'need'} {what}"
+
+
 def sweep_settings(methods: Sequence[str], fusor: Any = None, judge: Any = None) -> PipelineSettings:
     """Settings for re-aggregation only: the fusor/judge (specs or Backend objects), no sampling.
 
     Aggregators run with seed 0 (fusion's presentation order, random's pick) whatever the subset seed,
     so a cached aggregation stays valid across sweeps."""
-    if {"fusion", "usc", "auto"} & set(methods) and fusor is None:
-        raise ConfigError("fusion, usc and auto need a fusor: pass --fusor SPEC (e.g. openai:MODEL@URL)")
-    if "bon" in methods and judge is None and fusor is None:
-        raise ConfigError("bon needs a judge: pass --judge SPEC (or --fusor, which then judges)")
+    fusing = [m for m in methods if m in registered_methods(uses="fusor")]
+    if fusing and fusor is None:
+        raise ConfigError(f"{_need(fusing, 'a fusor')}: pass --fusor SPEC (e.g. openai:MODEL@URL)")
+    scoring = [m for m in methods if m in registered_methods(uses="scorer")]
+    if scoring and judge is None and fusor is None:
+        raise ConfigError(f"{_need(scoring, 'a judge')}: pass --judge SPEC (or --fusor, which then judges)")
     # Pipeline wants a model to sample from; the sweep never samples, and selection methods call nothing.
     model = fusor if fusor is not None else judge if judge is not None else "fake:echo"
     return PipelineSettings.of(models=(model,), fusor=fusor, judge=judge, seed=0)
 
 
-@click.command("sweep")
-@click.argument("output_file", metavar="OUTPUT", type=click.Path(exists=True, dir_okay=False))
-@click.option("--k", "ks", default="1,2,3,5,8", show_default=True, help="Subset sizes, comma-separated.")
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1), help="Subsets drawn per k.")
-@click.option("--seed", default=0, show_default=True, help="First subset seed (also the bootstrap seed).")
-@click.option("--methods", default="fusion,bon,vote,mbr,random,first", show_default=True)
-@click.option("--fusor", default=None, help="Fusor SPEC for fusion/usc.")
-@click.option("--judge", default=None, help="Judge SPEC for bon (default: the fusor).")
-@click.option("--metric", type=click.Choice(["accuracy", "chrf"]), default="accuracy", show_default=True)
-@click.option("--answers", default="meta.answer", show_default=True, help="Gold answer field (accuracy).")
-@click.option("--references", default=None, type=click.Path(exists=True, dir_okay=False), help="REFS.jsonl (chrf).")
-@click.option("--cache", default=None, type=click.Path(file_okay=False), help="Folder of the call cache.")
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1))
-@click.option("--adaptive", is_flag=True, help="Also replay --adaptive on each pool: METHOD+adaptive at k = N.")
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), help="Result JSON (default: stdout).")
-@click.option("-v", "--verbose", count=True, help="Show tracebacks.")
-@friendly_errors
-def command(output_file: str, ks: str, methods: str, metric: str, references: str | None, **options: Any) -> None:
-    """Quality and tokens against k: re-aggregate seeded k-subsets of each stored pool in OUTPUT.
+def _name(model: Any) -> Any:
+    """A spec as given (or None), or a Backend object's name: what the result records."""
+    return model if model is None or isinstance(model, str) else getattr(model, "name", str(model))
 
-    Writes {"kind": "sweep", "points": [{method, k, seed, quality, tokens, n_records, ...}],
-    "summary": [{method, k, quality: {mean, ci, n}, tokens, ...}]}. Accuracy is 0-1, chrF 0-100;
-    tokens are per record (sampling share of the k candidates + the aggregation's own usage).
-    """
-    setup_logging(options["verbose"])
-    try:
-        sizes = tuple(int(k) for k in ks.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{ks!r} is not a comma-separated list of integers", param_hint="--k") from None
-    names = tuple(m.strip() for m in methods.split(",") if m.strip())
+
+def sweep_file(
+    path: str,
+    *,
+    ks: Sequence[int] = SWEEP_KS,
+    methods: Sequence[str] = SWEEP_METHODS,
+    metric: str = "accuracy",
+    answers: str = "meta.answer",
+    references: str | None = None,
+    fusor: Any = None,
+    judge: Any = None,
+    seeds: int = 3,
+    seed: int = 0,
+    cache: str | None = None,
+    concurrency: int = 8,
+    adaptive: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Quality and tokens against k: re-aggregate seeded k-subsets of each stored pool in the generate
+    file ``path`` (what ``fusion-of-n sweep`` writes).
+
+    ``metric`` is ``accuracy`` (0-1, against the gold answer at the dotted field ``answers``) or ``chrf``
+    (0-100, against the REFS.jsonl ``references``); ``fusor``/``judge`` are specs or Backend objects
+    (built with ``env``); ``cache`` is the folder of the call cache (None: in memory). The result is
+    :func:`run_sweep`'s with ``input``, ``metric``, ``answers``, ``fusor``, ``judge`` and ``seconds``."""
     if metric == "chrf":
         if references is None:
-            raise click.UsageError("--metric chrf needs --references REFS.jsonl")
+            raise ConfigError("--metric chrf needs --references REFS.jsonl")
         scorer = chrf_metric({rid: [ref.reference] for rid, ref in read_references(references).items()})
+    elif metric == "accuracy":
+        scorer = accuracy_metric(answers)
     else:
-        scorer = accuracy_metric(options["answers"])
-    settings = sweep_settings(names, options["fusor"], options["judge"])
+        raise ConfigError(f"unknown metric {metric!r}; use one of: {', '.join(SWEEP_METRICS)}")
+    settings = sweep_settings(methods, fusor, judge)
     started = time.perf_counter()
 
     async def main() -> dict[str, Any]:
-        async with Pipeline(settings, environment()) as pipeline:
+        async with Pipeline(settings, env) as pipeline:
             return await run_sweep(
-                read_checked_records(output_file, need=SWEEP_FIELDS),
+                read_checked_records(path, need=SWEEP_FIELDS),
                 pipeline,
                 scorer,
-                ks=sizes,
-                seeds=options["seeds"],
-                methods=names,
-                cache=SweepCache(options["cache"]),
-                seed=options["seed"],
-                params=_manifest_params(output_file),
-                concurrency=options["concurrency"],
-                adaptive=options["adaptive"],
+                ks=ks,
+                seeds=seeds,
+                methods=methods,
+                cache=SweepCache(cache),
+                seed=seed,
+                params=_manifest_params(path),
+                concurrency=concurrency,
+                adaptive=adaptive,
             )
 
     result = asyncio.run(main())
-    described = {"metric": metric, "answers": options["answers"] if metric == "accuracy" else None}
-    result = {
+    return {
         "kind": "sweep",
-        "input": output_file,
-        **described,
-        "fusor": options["fusor"],
-        "judge": options["judge"],
+        "input": path,
+        "metric": metric,
+        "answers": answers if metric == "accuracy" else None,
+        "fusor": _name(fusor),
+        "judge": _name(judge),
         **result,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    write_result(result, options["output"])

@@ -38,19 +38,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 from sacrebleu.metrics.base import Metric
 from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.chrf import CHRF
 
-from ..cliutil import friendly_errors, setup_logging
 from ..errors import ConfigError
 from ..language import detect_language, language_code
 from ..records import (
     methods_in,
     pool_size,
-    read_checked_records,
     record_methods,
     record_pool,
     record_prompt_text,
@@ -58,15 +55,13 @@ from ..records import (
     result_text,
 )
 from ..types import Candidate
-from .comet import CometScorer, load_comet
-from .io import write_result
+from .comet import CometScorer
 from .stats import bootstrap_ci
 
 __all__ = [
     "METRICS",
     "Reference",
     "bleu_tokenizer",
-    "command",
     "corpus_metric",
     "evaluate_translation",
     "read_references",
@@ -328,48 +323,3 @@ def evaluate_translation(
             for i, s in enumerate(segs)
         ]
     return result
-
-
-@click.command("translation")
-@click.argument("records_path", metavar="OUTPUT", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--references",
-    "references_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help='JSONL of {"id", "reference"[, "source"]} rows, joined to OUTPUT records by id',
-)
-@click.option("--comet-model", type=click.Path(exists=True), help="local unbabel-comet model folder (or .ckpt)")
-@click.option("--oracle-metric", type=click.Choice(METRICS), default="chrf", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="random pick and bootstrap seed")
-@click.option("--resamples", type=click.IntRange(1), default=1000, show_default=True, help="bootstrap resamples")
-@click.option("--segments", is_flag=True, help="also write every segment's scores")
-@click.option("-o", "--output", "result_path", type=click.Path(dir_okay=False), help="result JSON (default: stdout)")
-@click.option("-v", "--verbose", count=True)
-@friendly_errors
-def command(
-    records_path: str,
-    references_path: str,
-    comet_model: str | None,
-    oracle_metric: str,
-    seed: int,
-    resamples: int,
-    segments: bool,
-    result_path: str | None,
-    verbose: int,
-) -> None:
-    """chrF, chrF++, BLEU (and COMET) per language and method of a generate OUTPUT, with bootstrap CIs,
-    against an oracle and a random pick from each candidate pool."""
-    setup_logging(verbose)
-    references = read_references(references_path)
-    comet = load_comet(comet_model) if comet_model else None
-    result = evaluate_translation(
-        read_checked_records(records_path),
-        references,
-        oracle_metric=oracle_metric,
-        comet=comet,
-        seed=seed,
-        resamples=resamples,
-        segments=segments,
-    )
-    write_result({**result, "output": records_path, "references": references_path}, result_path, announce=True)

@@ -35,16 +35,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import click
-
-from ..backends import Backend, create_backend
-from ..cliutil import friendly_errors, setup_logging
-from ..config import environment
+from ..backends import Backend, resolve_backend
 from ..errors import ConfigError
 from ..records import methods_in, read_checked_records, read_records, record_chat, record_result, result_text
 from ..scorers.judge import render_instruction
 from ..types import Usage
-from .io import write_result
 from .pairwise import (
     RULE,
     SCORES,
@@ -209,12 +204,8 @@ def evaluate(
         logger.warning("%d row(s) could not be paired and are not judged (see 'unpaired')", len(joined.unpaired))
 
     async def run() -> list[PairJudgement]:
-        backend = create_backend(judge, env) if isinstance(judge, str) else judge
-        try:
+        async with resolve_backend(judge, env) as backend:
             return await judge_pairs(joined.pairs, backend, max_tokens=max_tokens)
-        finally:
-            if isinstance(judge, str):
-                await backend.aclose()
 
     judgements = asyncio.run(run())
     missing = sum(j.outcome == "missing" for j in judgements)
@@ -298,38 +289,3 @@ def format_table(result: Mapping[str, Any]) -> str:
         counts = f"{group['pairs']:>7}{group['wins']:>6}{group['ties']:>6}{group['losses']:>8}{group['missing']:>9}"
         lines.append(f"{name:<10}{counts}  {rate:>8}  {ci}")
     return "\n".join(lines)
-
-
-@click.command("winrate")
-@click.argument("system", type=click.Path(dir_okay=False))
-@click.option("--reference", "reference_path", type=click.Path(dir_okay=False), help="JSONL rows {id, reference}")
-@click.option("--reference-method", help="take the references from results[METHOD] of a generate output")
-@click.option("--head-to-head", "pair_of_methods", metavar="M1,M2", help="compare two methods of SYSTEM instead")
-@click.option("--judge", "judge_spec", required=True, metavar="SPEC", help="judge model spec")
-@click.option("--method", default=None, help="the system's method  [default: fusion]")
-@click.option("--max-tokens", type=int, default=512, show_default=True, help="judge reply limit")
-@click.option("--seed", type=int, default=0, show_default=True, help="bootstrap seed")
-@click.option("--resamples", type=int, default=2000, show_default=True, help="bootstrap resamples")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the JSON here (default: stdout)")
-@click.option("-v", "--verbose", count=True)
-@friendly_errors
-def command(system: str, judge_spec: str, output: str | None, verbose: int, **opts: Any) -> None:
-    """Pairwise LLM-judge win rate of SYSTEM (a generate output) against --reference rows (by id), or of
-    one method against another (--head-to-head fusion,bon). Each pair is judged in both orders."""
-    setup_logging(verbose)
-    reference_path, reference_method, pair_of_methods, method = (
-        opts.pop(k) for k in ("reference_path", "reference_method", "pair_of_methods", "method")
-    )
-    if (reference_path is None) == (pair_of_methods is None):
-        raise click.UsageError("give --reference REF.jsonl or --head-to-head M1,M2 (one of them)")
-    if pair_of_methods:
-        if method or reference_method:
-            raise click.UsageError("--head-to-head names both methods; drop --method and --reference-method")
-        result = head_to_head(system, pair_of_methods, judge_spec, environment(), **opts)
-    else:
-        method = method or "fusion"
-        result = winrate(
-            system, reference_path, judge_spec, method, environment(), reference_method=reference_method, **opts
-        )
-    write_result(result, output or None)
-    click.echo(format_table(result), err=True)

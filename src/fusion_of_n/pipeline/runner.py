@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..aio import cancel_and_wait
 from ..api import Pipeline
 from ..backends.base import ModelSpec
 from ..backends.openai import DEFAULT_KEY_ENV as OPENAI_KEY_ENV
@@ -47,7 +48,7 @@ from ..records import (
     repair_tail,
     run_file,
 )
-from ..scorers.factory import DEFAULT_KEY_ENV as REWARD_KEY_ENV
+from ..scorers.reward import DEFAULT_KEY_ENV as REWARD_KEY_ENV
 from ..types import Result
 from .rows import InputRow, RowError
 
@@ -275,9 +276,7 @@ class BatchRunner:
             if stopped:
                 raise stopped[0]
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
             writer.close()
             errors.close()
             self.summary.seconds = time.perf_counter() - started

@@ -67,14 +67,8 @@ def build_record(
         for candidate in result.candidates:
             if candidate.score is not None:
                 candidates[candidate.index]["scores"][method] = candidate.score
-        spent = Usage()
-        for stage, stage_usage in result.usage.items():
-            if stage != "sampling":
-                spent = spent + stage_usage
-        usage[method] = spent
-    total = Usage()
-    for stage_usage in usage.values():
-        total = total + stage_usage
+        usage[method] = result.aggregation_usage
+    total = sum(usage.values(), Usage())
     record = {
         "id": row.id,
         "line": row.line,

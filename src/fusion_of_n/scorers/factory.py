@@ -8,20 +8,19 @@ Reward specs::
     vllm:MODEL@http://host:port#key_env=MY_KEY,max_concurrency=16
 
 A ``vllm:`` spec reads its API key from the variable named by ``key_env`` (default: VLLM_API_KEY, if
-set). ``env`` is passed in by config; this module never reads os.environ.
+set). Reward providers are registered with :func:`fusion_of_n.scorers.base.register_reward`. ``env``
+is passed in by config; this module never reads os.environ.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..backends.base import Backend, ModelSpec, create_backend
+from ..backends.base import Backend, ModelSpec, resolve_backend
 from ..errors import ConfigError
-from .base import Scorer
+from . import reward as _reward  # noqa: F401  (registers the built-in reward providers)
+from .base import Scorer, reward_forms, reward_provider
 from .judge import LLMJudge
-
-DEFAULT_KEY_ENV = "VLLM_API_KEY"
-REWARD_FORMS = "'hf:/path/to/model' (a local Hugging Face model) or 'vllm:MODEL@http://host:port' (a vLLM server)"
 
 
 def create_scorer(
@@ -32,49 +31,20 @@ def create_scorer(
     if judge is not None and reward is not None:
         raise ConfigError("give either a judge or a reward model to score candidates, not both")
     if judge is not None:
-        if isinstance(judge, str):
-            return LLMJudge(create_backend(judge, env), close_backend=True)
-        return LLMJudge(judge)
+        held = resolve_backend(judge, env)
+        return LLMJudge(held.backend, close_backend=held.owned)
     if reward is not None:
         return create_reward_model(reward, env)
     return None
 
 
 def create_reward_model(text: str, env: Mapping[str, str]) -> Scorer:
+    """The reward-model scorer of a reward spec, built by its registered provider."""
     try:
         spec = ModelSpec.parse(text)
     except ConfigError:
-        raise ConfigError(f"reward spec {text!r} is not understood; use {REWARD_FORMS}") from None
-    if spec.provider == "hf":
-        from .reward import LocalRewardModel
-
-        if spec.base_url:
-            raise ConfigError(f"reward spec {text!r}: hf: takes a local folder, not a URL; use {REWARD_FORMS}")
-        spec.check_options({"batch_size", "max_length", "device"})
-        max_length = spec.option("max_length")
-        return LocalRewardModel(
-            spec.model,
-            batch_size=spec.int_option("batch_size", 8, minimum=1),
-            max_length=spec.int_option("max_length", 0, minimum=1) if max_length else None,
-            device=spec.option("device", "cpu") or "cpu",
-        )
-    if spec.provider == "vllm":
-        from .reward import RemoteRewardModel
-
-        if not spec.base_url:
-            raise ConfigError(f"reward spec {text!r} needs the server's URL: 'vllm:{spec.model}@http://host:port'")
-        spec.check_options({"key_env", "max_concurrency"})
-        key_env = spec.option("key_env")
-        if key_env and env.get(key_env) is None:
-            raise ConfigError(
-                f"reward spec {spec} reads its API key from {key_env}, but {key_env} is not set; "
-                f"export {key_env}=... (an empty {key_env}= sends no key, for a keyless server) or remove key_env"
-            )
-        api_key = env.get(key_env or DEFAULT_KEY_ENV) or None
-        return RemoteRewardModel(
-            spec.base_url,
-            spec.model,
-            api_key=api_key,
-            max_concurrency=spec.int_option("max_concurrency", 32, minimum=1),
-        )
-    raise ConfigError(f"unknown reward provider {spec.provider!r} in {text!r}; use {REWARD_FORMS}")
+        raise ConfigError(f"reward spec {text!r} is not understood; use {reward_forms()}") from None
+    provider = reward_provider(spec.provider)
+    if provider is None:
+        raise ConfigError(f"unknown reward provider {spec.provider!r} in {text!r}; use {reward_forms()}")
+    return provider.build(spec, env)

@@ -20,17 +20,16 @@ Reading the verdict:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import re
 import string
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import TypeVar
 
+from ..aio import gather_or_cancel
 from ..backends.base import Backend
 from ..types import Candidate, Message, OutputFormat, Params, Request, TokenAlternatives, Usage, message_text
 from .base import Scoring
@@ -172,21 +171,6 @@ def render_prompt(request: Request, response: str, template: string.Template | N
     """The judge prompt for one response (``$instruction`` and ``$response`` filled in)."""
     template = template or load_template()
     return template.substitute(instruction=render_instruction(request.messages), response=response)
-
-
-T = TypeVar("T")
-
-
-async def gather_or_cancel(awaitables: Iterable[Awaitable[T]]) -> list[T]:
-    """Like ``asyncio.gather`` but the first failure cancels the others before it propagates."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 class LLMJudge:

@@ -12,19 +12,22 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..aio import gather_or_cancel
+from ..backends.base import ModelSpec
 from ..errors import BackendError, ConfigError, MissingDependency
 from ..http import HTTPClient
 from ..types import Candidate, Message, Request, Usage, message_text
-from .base import Scoring
-from .judge import gather_or_cancel
+from .base import Scoring, register_reward, reward_forms
 
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'fusion-of-n[reward]'"
+DEFAULT_KEY_ENV = "VLLM_API_KEY"
+"""The variable a ``vllm:`` reward spec without ``key_env`` reads its API key from (if set)."""
 
 
 def chat_with_reply(request: Request, reply: str) -> list[dict[str, str]]:
@@ -39,6 +42,7 @@ def prompt_text(messages: Sequence[Message]) -> str:
     return "\n\n".join(message_text(m) for m in messages)
 
 
+@register_reward("hf", "'hf:/path/to/model' (a local Hugging Face model)")
 class LocalRewardModel:
     """A sequence-classification reward model from a local folder (``save_pretrained`` layout).
 
@@ -76,6 +80,20 @@ class LocalRewardModel:
         self._lock = threading.Lock()
         self._model: Any = None
         self._tokenizer: Any = None
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, env: Mapping[str, str]) -> LocalRewardModel:
+        """Build from ``hf:/path/to/model[#batch_size=8,max_length=2048,device=cpu]``."""
+        if spec.base_url:
+            raise ConfigError(f"reward spec {str(spec)!r}: hf: takes a local folder, not a URL; use {reward_forms()}")
+        spec.check_options({"batch_size", "max_length", "device"})
+        max_length = spec.option("max_length")
+        return cls(
+            spec.model,
+            batch_size=spec.int_option("batch_size", 8, minimum=1),
+            max_length=spec.int_option("max_length", 0, minimum=1) if max_length else None,
+            device=spec.option("device", "cpu") or "cpu",
+        )
 
     async def score(self, request: Request, candidates: Sequence[Candidate]) -> Scoring:
         started = time.perf_counter()
@@ -160,6 +178,7 @@ def _reward_value(data: Any) -> float | None:
     return None
 
 
+@register_reward("vllm", "'vllm:MODEL@http://host:port' (a vLLM server)")
 class RemoteRewardModel:
     """A reward model served by vLLM (``vllm serve MODEL --runner pooling``), via ``POST /pooling``.
 
@@ -188,6 +207,26 @@ class RemoteRewardModel:
         self.model = model
         self.name = f"vllm:{model}@{root}"
         self.client = client or HTTPClient(root, name=self.name, api_key=api_key, max_concurrency=max_concurrency)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, env: Mapping[str, str]) -> RemoteRewardModel:
+        """Build from ``vllm:MODEL@http://host:port[#key_env=MY_KEY,max_concurrency=32]``; the API key is
+        read from ``key_env``'s variable, else from :data:`DEFAULT_KEY_ENV` (if set)."""
+        if not spec.base_url:
+            raise ConfigError(f"reward spec {str(spec)!r} needs the server's URL: 'vllm:{spec.model}@http://host:port'")
+        spec.check_options({"key_env", "max_concurrency"})
+        key_env = spec.option("key_env")
+        if key_env and env.get(key_env) is None:
+            raise ConfigError(
+                f"reward spec {spec} reads its API key from {key_env}, but {key_env} is not set; "
+                f"export {key_env}=... (an empty {key_env}= sends no key, for a keyless server) or remove key_env"
+            )
+        return cls(
+            spec.base_url,
+            spec.model,
+            api_key=env.get(key_env or DEFAULT_KEY_ENV) or None,
+            max_concurrency=spec.int_option("max_concurrency", 32, minimum=1),
+        )
 
     async def score(self, request: Request, candidates: Sequence[Candidate]) -> Scoring:
         started = time.perf_counter()

@@ -6,7 +6,6 @@ they read the body and write the reply.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import logging
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..aggregators.base import methods
+from ..aio import gather_or_cancel
 from ..api import Pipeline
 from ..config import RequestLimits
 from ..errors import FusionOfNError
@@ -125,15 +125,15 @@ def _fusor(presets: Presets, given: str | None) -> str | None:
 
 
 def _request(messages: Sequence[Any], body: ChatBody, pipeline: Pipeline) -> Request:
-    s = pipeline.settings
-    params = Params(
-        temperature=body.temperature if body.temperature is not None else s.temperature,
-        top_p=body.top_p if body.top_p is not None else s.top_p,
-        max_tokens=body.max_completion_tokens or body.max_tokens or s.max_tokens,
-        seed=body.seed if body.seed is not None else s.seed,
-        stop=body.stop_list if body.stop is not None else s.stop,
+    """The request's sampling parameters over the preset's (:meth:`Pipeline.params`)."""
+    given = Params(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        seed=body.seed,
+        stop=body.stop_list,
     )
-    return pipeline.request(messages, params=params)
+    return pipeline.request(messages, params=pipeline.params().merge(given))
 
 
 async def sample_pools(plan: Plan) -> list[Pool]:
@@ -154,13 +154,8 @@ async def answer(plan: Plan) -> list[Result]:
 
 async def _together(plan: Plan, work: Iterable[Awaitable[T]]) -> list[T]:
     """Run the choices' calls at once; the first failure cancels the others (no orphaned upstream calls)."""
-    tasks = [asyncio.ensure_future(w) for w in work]
     try:
-        return list(await asyncio.gather(*tasks))
+        return await gather_or_cancel(work)
     except FusionOfNError as exc:
         log.warning("%s: %s", plan.preset, exc)  # the full message; the client's is scrubbed
         raise upstream_failure(exc, plan.scrub) from exc
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from ..aio import cancel_and_wait
 from ..errors import FusionOfNError
 from ..sampling import Pool
 from ..types import Result
@@ -124,9 +125,7 @@ async def stream_choices(response: web.StreamResponse, encoder: Encoder, plan: P
     except Exception as exc:  # the stream's boundary: headers are out, so the error travels as an event
         await _fail(write, encoder, plan, exc)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
 
 
 async def _fail(write: Callable[[list[bytes]], Any], encoder: Encoder, plan: Plan, exc: Exception) -> None:

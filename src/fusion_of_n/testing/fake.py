@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
+from ..backends.base import ModelSpec
 from ..errors import ConfigError, UpstreamHTTPError
 from ..types import Candidate, Delta, Generation, Request, Usage, message_text
 from .script import HTTPFault, Reply, Script, Step, count_tokens
@@ -50,10 +51,8 @@ class FakeBackend:
         self.closed = False
 
     @classmethod
-    def from_spec(cls, spec: object, env: Mapping[str, str]) -> FakeBackend:
-        from ..backends.base import ModelSpec
-
-        assert isinstance(spec, ModelSpec)
+    def from_spec(cls, spec: ModelSpec, env: Mapping[str, str]) -> FakeBackend:
+        """Build from ``fake:echo[#delay=SECONDS]`` (the provider is registered in :mod:`fusion_of_n.backends.base`)."""
         spec.check_options({"delay"})
         scripts = {"echo": (echo,)}
         if spec.model not in scripts:

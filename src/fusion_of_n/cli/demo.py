@@ -1,19 +1,25 @@
-"""`fusion-of-n demo`: one candidate pool per prompt, aggregated by fusion, bon and vote side by side."""
+"""``fusion-of-n demo``: one candidate pool per prompt, aggregated by fusion, bon and vote side by side.
+
+rich is imported when the demo runs, not when the command is listed (``fusion-of-n --help`` stays fast).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from rich.columns import Columns
-from rich.console import Console, Group
-from rich.markup import escape
-from rich.panel import Panel
-from rich.text import Text
+import click
 
-from .api import Pipeline
-from .config import PipelineSettings
-from .types import Result
+from ..api import Pipeline
+from ..config import PipelineSettings, environment
+from ..types import Result
+from .common import friendly_errors, pipeline_options, settings_from, setup_logging
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.panel import Panel
 
 DEMO_PROMPTS = (
     (
@@ -29,12 +35,30 @@ DEMO_PROMPTS = (
 )
 DEMO_METHODS = ("fusion", "bon", "vote")
 STRONG_FUSOR = "local:qwen2.5-coder-1.5b"
+DEMO_MAX_TOKENS = 256
+
+
+@click.command()
+@pipeline_options
+@friendly_errors
+def demo(verbose: int, **params: Any) -> None:
+    """Built-in prompts in three languages; fusion, bon and vote aggregate the same candidate pool.
+
+    The fusor and judge default to the embedded 1.5B model when it is installed (the paper fuses
+    with a stronger model than the candidates'), else to the first --model.
+    """
+    setup_logging(verbose)
+    env = environment()
+    fusor, judge = demo_defaults(params.pop("fusor"), params.pop("judge"), env)
+    max_tokens = params.get("max_tokens") or DEMO_MAX_TOKENS
+    settings = settings_from(params, fusor=fusor, judge=judge, max_tokens=max_tokens)
+    asyncio.run(run_demo(settings, env))
 
 
 def demo_defaults(fusor: str | None, judge: str | None, env: Mapping[str, str]) -> tuple[str | None, str | None]:
     """The paper fuses with a stronger model than the candidates': use the embedded 1.5B when installed."""
-    from .backends.local import list_models
-    from .config import cache_dir
+    from ..backends.local import list_models
+    from ..config import cache_dir
 
     if fusor is None:
         installed = {m.name for m in list_models(cache_dir(env)) if m.installed}
@@ -49,6 +73,10 @@ def _label(model: object) -> str:
 
 
 def _panel(result: Result, width: int | None) -> Panel:
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.text import Text
+
     stages = {k: v for k, v in result.usage.items() if k != "sampling"}
     tokens = sum(u.total_tokens for u in stages.values())
     seconds = sum(u.seconds for u in stages.values())
@@ -60,6 +88,12 @@ def _panel(result: Result, width: int | None) -> Panel:
 
 
 async def run_demo(settings: PipelineSettings, env: Mapping[str, str], console: Console | None = None) -> None:
+    """Sample each of :data:`DEMO_PROMPTS` once and show every :data:`DEMO_METHODS` answer of that pool."""
+    from rich.columns import Columns
+    from rich.console import Console, Group
+    from rich.markup import escape
+    from rich.text import Text
+
     console = console or Console()
     models = escape(", ".join(_label(m) for m in settings.models))
     fusor = escape(_label(settings.fusor or settings.models[0]))

@@ -1,4 +1,5 @@
-"""``fusion-of-n train DATA... --method M --base BASE -o DIR``: the click command and its progress display."""
+"""``fusion-of-n train DATA... --method M --base BASE -o DIR``: the command and its progress display
+(a :class:`fusion_of_n.train.TrainObserver`); the training itself is :func:`fusion_of_n.train.train`."""
 
 from __future__ import annotations
 
@@ -6,13 +7,11 @@ from typing import Any
 
 import click
 
-from ..cliutil import friendly_errors, setup_logging
 from ..config import cache_dir, environment
+from .common import friendly_errors, setup_logging
 
-__all__ = ["command"]
 
-
-class Progress:
+class TrainProgress:
     """A rich progress bar (step, loss, tokens/s, ETA) on a terminal; a line per tenth of the run otherwise.
     Under ``accelerate launch``/``torchrun`` only the main process (RANK 0) shows anything."""
 
@@ -81,11 +80,12 @@ class Progress:
 @click.option("--force", is_flag=True, help="replace a run with another configuration in the output folder")
 @click.option("-v", "--verbose", count=True)
 @friendly_errors
-def command(data: tuple[str, ...], full: bool, verbose: int, **options: Any) -> None:
+def train(data: tuple[str, ...], full: bool, verbose: int, **options: Any) -> None:
     """Fine-tune a student on the METHOD answers of DATA (generate outputs, JSONL or Parquet, or export
     files). Writes DIR/hf, DIR/model.gguf (use it as local:DIR), DIR/train.json and DIR/loss.png; the same
     command resumes an interrupted run."""
-    from .sft import TrainConfig, train
+    from ..train import TrainConfig
+    from ..train import train as train_student
 
     setup_logging(verbose)
     if not verbose:
@@ -94,9 +94,9 @@ def command(data: tuple[str, ...], full: bool, verbose: int, **options: Any) -> 
     options["llama_cpp"] = options["llama_cpp"] or env.get("FUSION_OF_N_LLAMA_CPP")
     config = TrainConfig(data=data, lora=not full, **options)
     main_process = env.get("RANK", "0") == "0"
-    progress = Progress(main_process)
+    progress = TrainProgress(main_process)
     try:
-        manifest = train(config, cache_dir(env), progress)
+        manifest = train_student(config, cache_dir(env), progress)
     finally:
         progress.close()
     if not main_process:

@@ -1,4 +1,5 @@
-"""A live progress line for batch runs on stderr, and the one-line summary printed at the end.
+"""A live progress line for batch runs on stderr (``fusion-of-n generate``), and the one-line summary printed
+at the end. The runner only calls ``on_start``/``on_row``; drawing them is the command line's business.
 
 ::
 
