@@ -45,10 +45,10 @@ def converter() -> Path:
 
 
 @pytest.fixture(scope="session")
-def smol_gguf() -> Path:
+def smol_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fusion_of_n.backends.local import CATALOGUE
 
-    return CATALOGUE["smollm2-135m"].locate(Path("unused"))
+    return CATALOGUE["smollm2-135m"].locate(tmp_path_factory.mktemp("cache"))  # its hash stamp goes there
 
 
 @pytest.fixture(scope="session")
