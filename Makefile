@@ -82,7 +82,7 @@ paper-mini: install
 	$(FON) report $(PAPER_DIR)/math.jsonl $(PAPER_DIR)/mtbench.jsonl $(PAPER_DIR)/accuracy.json \
 	    $(PAPER_DIR)/winrate-mtbench.json $(PAPER_DIR)/attribution.json $(PAPER_DIR)/sweep.json -o $(PAPER_DIR)/report
 
-# auto against every fixed method over k-subsets of paper-mini's math pools (run after paper-mini; ~40 min:
+# auto against every fixed method over k-subsets of paper-mini's math pools (run after paper-mini; 49 min here:
 # each fused or judged subset is a 1.5B call; cached in $(PAPER_DIR)/sweep-auto-cache, so a rerun is quick)
 paper-mini-sweep: install
 	$(FON) sweep $(PAPER_DIR)/math.jsonl --k 3,5 --seeds 2 --methods auto,fusion,bon,vote,mbr,random,first \
