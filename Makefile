@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test install install-dev install-train lint bench clean paper-mini paper-mini-sweep student-data student-mini
+.PHONY: demo test browser install install-dev install-train lint bench clean paper-mini paper-mini-sweep student-data student-mini
 
 $(VENV)/.created:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fusion-of-n needs Python 3.11+ (set PYTHON=...)"'
@@ -42,8 +42,25 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(VENV)/bin/fusion-of-n demo
 
-test: install-dev
+test: install-dev browser
 	$(PY) -m pytest -q
+
+# The browser tests (tests/test_view_browser.py) drive a system Chromium through Playwright, which cannot
+# fetch its own browsers offline. Nothing to do when one is there (chromium, chromium-browser, google-chrome
+# or $FUSION_OF_N_CHROMIUM); else Debian's package is installed (~1 min, ~500 MB) as root or with
+# passwordless sudo; else one line says why those tests will be skipped.
+BROWSERS := chromium chromium-browser google-chrome google-chrome-stable
+browser:
+	@if [ -n "$$FUSION_OF_N_CHROMIUM" ] && [ -x "$$FUSION_OF_N_CHROMIUM" ]; then exit 0; fi; \
+	for b in $(BROWSERS); do command -v $$b >/dev/null 2>&1 && exit 0; done; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make browser: no Chromium and no apt-get: the browser tests will be skipped (install chromium or set FUSION_OF_N_CHROMIUM)"; exit 0; \
+	elif [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "make browser: no Chromium, and installing one needs root or passwordless sudo: the browser tests will be skipped (apt-get install chromium, or set FUSION_OF_N_CHROMIUM)"; exit 0; fi; \
+	echo "make browser: installing Debian's chromium for the browser tests (~1 min, ~500 MB)"; \
+	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	  || echo "make browser: apt-get install chromium failed: the browser tests will be skipped"
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -88,6 +88,30 @@ def test_unspaced_scripts_are_matched_character_by_character() -> None:
     assert found.shares[0] == pytest.approx(14 / 21)  # "第一小时火车行驶了六十公里，" of 21 characters
 
 
+@pytest.mark.parametrize(
+    ("fused", "candidates"),
+    [
+        (A, [B, A]),
+        (f"{B}.\n\n{A}", [f"{A}.   {B}."]),  # reordered and rewrapped: two spans of one candidate
+        (f"{A} and then\n{NOVEL}, {B}", [B, A]),  # two candidates with novel text around them
+        ("第一小时火车行驶了六十公里，第二小时更快。", ["然后停了。第一小时火车行驶了六十公里，然后停了。"]),
+    ],
+    ids=["verbatim", "reordered", "two-candidates", "unspaced"],
+)
+def test_each_span_knows_the_candidate_text_it_was_copied_from(fused: str, candidates: list[str]) -> None:
+    found = attribute(fused, candidates)
+    assert found.spans and len(found.sources) == len(found.spans)
+    for start, end, who, cstart, cend in found.copies:
+        assert fused[start:end].split() == candidates[who][cstart:cend].split()
+    copied = sum(nonspace(fused[start:end]) for start, end, _ in found.spans)
+    assert copied / found.chars == pytest.approx(sum(found.shares))  # spans cover exactly the copied text
+
+
+def test_a_candidate_copied_from_two_places_gives_two_sources() -> None:
+    found = attribute(f"{B} {A}", [f"{A} {B}"])
+    assert [(cstart, cend) for *_, cstart, cend in found.copies] == [(len(A) + 1, len(A) + 1 + len(B)), (0, len(A))]
+
+
 def test_thresholds_are_validated() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         attribute(A, [A], min_chars=0)

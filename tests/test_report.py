@@ -395,6 +395,26 @@ def test_command_writes_the_report_and_a_bad_input_is_one_error_line(inputs: dic
     assert not (tmp_path / "cli2").exists()  # nothing is written before every input is read
 
 
+def test_viewer_url_adds_example_rows_linked_to_their_viewer_pages(inputs: dict[str, str], tmp_path: Path) -> None:
+    chosen = [inputs[k] for k in ("generate", "accuracy", "attribution", "winrate")]
+    build_report(chosen, tmp_path / "plain")
+    assert "<a href" not in (tmp_path / "plain" / "index.html").read_text(encoding="utf-8")  # no URL, no links
+    out = tmp_path / "linked"
+    done = CliRunner().invoke(command, [*chosen, "-o", str(out), "--viewer-url", "http://127.0.0.1:8765/"])
+    assert done.exit_code == 0, done.output
+    page = (out / "index.html").read_text(encoding="utf-8")
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "<h2>Examples (open in the viewer)</h2>" in page
+    links = re.findall(r'<a href="([^"]+)">([^<]*)</a>', page)
+    assert links and all(href == f"http://127.0.0.1:8765/record/{text}" for href, text in links)
+    assert links[0] == ("http://127.0.0.1:8765/record/broken", "broken")  # the failed row comes first
+    assert "| [broken](<http://127.0.0.1:8765/record/broken>) | – | failed: sampling: 503 |" in markdown
+    assert {"accuracy.json (accuracy)", "attribution.json (attribution)"} <= set(re.findall(r"<p>([^<]*):</p>", page))
+    assert "winrate-fusion.json" not in page.split("Examples (open in the viewer)")[1]  # no per-row pairs in it
+    bad = CliRunner().invoke(command, [inputs["generate"], "-o", str(tmp_path / "x"), "--viewer-url", "localhost"])
+    assert bad.exit_code == 1 and "give the viewer's http:// URL" in bad.output
+
+
 def test_builtin_methods_keep_their_colour_and_others_get_distinct_spares() -> None:
     colours = plots.method_colours(["mine", "fusion", "theirs", "mine", "vote"])
     assert colours["fusion"] == plots.KNOWN_COLOURS["fusion"] and colours["vote"] == plots.KNOWN_COLOURS["vote"]

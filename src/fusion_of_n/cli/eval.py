@@ -205,15 +205,22 @@ def sweep_command(output_file: str, ks: str, methods: str, output: str | None, v
     type=click.Path(file_okay=False),
     help="Folder for index.html, report.md and the PNGs (created when absent).",
 )
+@click.option(
+    "--viewer-url",
+    metavar="URL",
+    default=None,
+    help="Add example rows linked to their pages in a running `fusion-of-n view` (e.g. http://127.0.0.1:8765); "
+    "default: no examples, no links.",
+)
 @click.option("-v", "--verbose", count=True, help="Show tracebacks.")
 @friendly_errors
-def report_command(results: tuple[str, ...], output: str, verbose: int) -> None:
+def report_command(results: tuple[str, ...], output: str, viewer_url: str | None, verbose: int) -> None:
     """An HTML page and a Markdown report with plots from RESULTS: generate outputs (a cost table), eval
     results (winrate, accuracy, translation, sweep, attribution) and train manifests (train.json: the
     students' losses)."""
     from ..eval.report import build_report
 
     setup_logging(verbose)
-    written = build_report(results, output)
+    written = build_report(results, output, viewer_url=viewer_url)
     plots = sum(1 for p in written if p.suffix == ".png")
     click.echo(f"wrote {written[0]} and {written[1].name} with {plots} plot(s)", err=True)

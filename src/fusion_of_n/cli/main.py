@@ -18,6 +18,7 @@ _COMMANDS = {
     "sweep": "fusion_of_n.cli.eval:sweep_command",
     "report": "fusion_of_n.cli.eval:report_command",
     "train": "fusion_of_n.cli.train:train",
+    "view": "fusion_of_n.cli.view:view",
 }
 _EVAL_COMMANDS = {
     name: f"fusion_of_n.cli.eval:{name}_command" for name in ("winrate", "translation", "accuracy", "attribution")

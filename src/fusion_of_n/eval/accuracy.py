@@ -18,7 +18,10 @@ with digits, LaTeX and math symbols stripped, is the prompt's (the record's ``la
 prompt's detected one). Answers too short or mixed to tell are ``undetermined``, not wrong, and the
 fraction is over the determined ones. Detection is py3langid's: close languages can be confused.
 
-Scores are fractions in [0, 1] with seeded percentile-bootstrap intervals over records.
+Scores are fractions in [0, 1] with seeded percentile-bootstrap intervals over records. ``records``
+holds each scored record's ``id``, ``language``, normalized ``gold``, every method's and baseline's
+extracted answer (``answers``) and whether it is right (``correct``): what ``fusion-of-n view --eval``
+shows per row.
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ def evaluate_accuracy(
     no_answer: dict[str, Counter[str]] = {}
     in_language: dict[str, dict[str, list[str]]] = {}  # language -> method -> "correct"|"wrong"|"undetermined"
     pool_sizes = []
+    scored: list[dict[str, Any]] = []  # per scored record: its answers and whether each is right
     for record in usable:
         gold = normalize_gold(field_value(record, field))
         present = set(record_methods(record))
@@ -163,9 +167,19 @@ def evaluate_accuracy(
         prompt = record_prompt_text(record)
         language = language_code(record.get("language") or "") or detect_language(prompt) or "unknown"
         pool_sizes.append(pool_size(record))
-        for system, answer in _record_outcomes(record, gold, methods).items():
+        outcomes = _record_outcomes(record, gold, methods)
+        for system, answer in outcomes.items():
             correct.setdefault(language, {s: [] for s in systems})[system].append(float(answers_match(answer, gold)))
             no_answer.setdefault(language, Counter())[system] += answer is None
+        scored.append(
+            {
+                "id": record.get("id"),
+                "language": language,
+                "gold": gold,
+                "answers": outcomes,
+                "correct": {system: answers_match(answer, gold) for system, answer in outcomes.items()},
+            }
+        )
         for m in methods:
             found = answer_language(result_text(record, m))
             verdict = (
@@ -222,4 +236,5 @@ def evaluate_accuracy(
             "languages": {lang: fidelity([lang]) for lang in languages},
             "overall": fidelity(languages),
         },
+        "records": scored,
     }

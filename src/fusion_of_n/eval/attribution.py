@@ -21,6 +21,12 @@ When several candidates cover a token, it goes once to the candidate whose cover
 longest, ties to the lowest pool index: shares never double count and sum to at most 1; the rest is
 ``novel``. Only the candidates the fusor saw are compared (those not excluded by hygiene; all of them
 when every candidate was excluded, as the pipeline then shows them all).
+
+Where each copy comes from (``fusion-of-n view`` highlights it in the candidate): a copied token maps to
+the candidate token at the first position, in that candidate, of a shingle covering it (the one
+continuing the previous token's source when there is such a shingle). A span (:attr:`Attribution.spans`)
+is a run of tokens of one candidate that is contiguous in both texts, and :attr:`Attribution.sources`
+holds its character span in the candidate.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +65,12 @@ class Attribution:
     shares: tuple[float, ...]
     novel: float
     spans: tuple[Run, ...]  # (start, end, candidate position): character spans of the fused text
+    sources: tuple[tuple[int, int], ...] = ()  # per span: (cstart, cend) in that candidate's text
+
+    @property
+    def copies(self) -> tuple[tuple[int, int, int, int, int], ...]:
+        """Each span with its source: (start, end, candidate position, cstart, cend)."""
+        return tuple((*span, *source) for span, source in zip(self.spans, self.sources, strict=True))
 
     @property
     def top(self) -> int | None:
@@ -78,7 +90,9 @@ def _shingles(tokens: Sequence[str], k: int) -> list[int]:
     return list(map(hash, zip(*(tokens[i:] for i in range(k)), strict=False)))
 
 
-def _stretches(fused: Sequence[int], prefix: Sequence[int], candidate: set[int], k: int, min_chars: int) -> list[Run]:
+def _stretches(
+    fused: Sequence[int], prefix: Sequence[int], candidate: Container[int], k: int, min_chars: int
+) -> list[Run]:
     """The stretches (start, end, weight) of fused tokens covered by shingles found in ``candidate``
     that hold at least ``min_chars`` characters; ``prefix`` holds cumulative token weights."""
     runs: list[Run] = []
@@ -112,24 +126,55 @@ def attribute(
     shingles = _shingles([m.group() for m in matches], min_tokens)
     best = np.zeros(len(matches), dtype=np.int64)
     owner = np.full(len(matches), -1, dtype=np.int64)
+    sources: list[_Source] = []
     for position, text in enumerate(candidates):
-        found = set(_shingles(tokenize(text), min_tokens))
-        for start, end, weight in _stretches(shingles, prefix, found, min_tokens, min_chars):
+        source = _Source(text, min_tokens)
+        sources.append(source)
+        for start, end, weight in _stretches(shingles, prefix, source.first, min_tokens, min_chars):
             longer = best[start:end] < weight  # strictly longer: ties stay with the lower position
             best[start:end][longer] = weight
             owner[start:end][longer] = position
     copied = [0] * len(candidates)
     spans: list[Run] = []
-    for match, who in zip(matches, owner.tolist(), strict=True):
+    found: list[tuple[int, int]] = []  # per span: its first and last candidate token
+    for t, (match, who) in enumerate(zip(matches, owner.tolist(), strict=True)):
         if who < 0:
             continue
         copied[who] += len(match.group())
-        if spans and spans[-1][2] == who and not fused[spans[-1][1] : match.start()].strip():
+        follows = bool(spans) and spans[-1][2] == who and not fused[spans[-1][1] : match.start()].strip()
+        origin = sources[who].origin(shingles, t, found[-1][1] + 1 if follows else None)
+        if follows and origin == found[-1][1] + 1:
             spans[-1] = (spans[-1][0], match.end(), who)
+            found[-1] = (found[-1][0], origin)
         else:
             spans.append((match.start(), match.end(), who))
+            found.append((origin, origin))
     shares = tuple(c / total for c in copied)
-    return Attribution(total, shares, (total - sum(copied)) / total, tuple(spans))
+    where = tuple(sources[who].chars(first, last) for (_, _, who), (first, last) in zip(spans, found, strict=True))
+    return Attribution(total, shares, (total - sum(copied)) / total, tuple(spans), where)
+
+
+class _Source:
+    """One candidate as matching sees it: its tokens and the first position of each shingle."""
+
+    def __init__(self, text: str, k: int) -> None:
+        self.k = k
+        self.tokens = list(_TOKEN.finditer(text))
+        shingles = _shingles([m.group() for m in self.tokens], k)
+        self.first = {shingle: p for p, shingle in reversed(list(enumerate(shingles)))}
+
+    def origin(self, fused: Sequence[int], t: int, wanted: int | None) -> int:
+        """The candidate token fused token ``t`` was copied from: ``wanted`` when a covering shingle
+        puts it there, else the one the earliest covering shingle found here puts it at."""
+        options = [
+            self.first[fused[s]] + t - s
+            for s in range(max(0, t - self.k + 1), min(t, len(fused) - 1) + 1)
+            if fused[s] in self.first
+        ]
+        return wanted if wanted in options else options[0]
+
+    def chars(self, first: int, last: int) -> tuple[int, int]:
+        return self.tokens[first].start(), self.tokens[last].end()
 
 
 def _compared(record: Mapping[str, Any]) -> tuple[Candidate, ...]:
@@ -144,13 +189,25 @@ def record_language(record: Mapping[str, Any], text: str) -> str:
     return code or detect_language(text) or "unknown"
 
 
-def attribute_record(record: Mapping[str, Any], method: str = "fusion", **options: int) -> dict[str, Any] | None:
-    """The attribution row of one generate record, or None when it has no ``method`` result."""
+def record_attribution(
+    record: Mapping[str, Any], method: str = "fusion", **options: int
+) -> tuple[tuple[Candidate, ...], Attribution] | None:
+    """The candidates compared (those the fusor saw) and the attribution of ``method``'s answer to them
+    (positions in ``spans`` and ``shares`` are positions in that tuple; ``candidate.index`` is the pool
+    index); None when the record has no ``method`` result or is an error record."""
     if record.get("error") or record_result(record, method) is None:
         return None
-    text = result_text(record, method)
     compared = _compared(record)
-    found = attribute(text, [c.text for c in compared], **options)
+    return compared, attribute(result_text(record, method), [c.text for c in compared], **options)
+
+
+def attribute_record(record: Mapping[str, Any], method: str = "fusion", **options: int) -> dict[str, Any] | None:
+    """The attribution row of one generate record, or None when it has no ``method`` result."""
+    attributed = record_attribution(record, method, **options)
+    if attributed is None:
+        return None
+    compared, found = attributed
+    text = result_text(record, method)
     shares = {str(c.index): round(s, 6) for c, s in zip(compared, found.shares, strict=True)}
     by_model: dict[str, float] = defaultdict(float)
     for c, s in zip(compared, found.shares, strict=True):

@@ -29,11 +29,13 @@ from typing import Any
 from ..errors import ConfigError
 from ..records import is_finished, methods_in, read_records, record_methods, record_usage
 from .plots import method_colours
+from .report_examples import example_sections
 from .report_pools import attribution_sections, cost_sections, sweep_sections
 from .report_sections import (
     Context,
     Image,
     Item,
+    Link,
     Section,
     Table,
     accuracy_sections,
@@ -153,7 +155,15 @@ def load_input(path: str) -> Input:
         records += 1
         if is_finished(record) or (record.get("error") and "id" in record):  # a finished row or a failed one
             results = dict.fromkeys(record_methods(record))
-            generated.append({"usage": record_usage(record), "error": record.get("error"), "results": results})
+            generated.append(
+                {
+                    "id": record.get("id"),
+                    "language": record.get("language"),
+                    "usage": record_usage(record),
+                    "error": record.get("error"),
+                    "results": results,
+                }
+            )
     if generated and (len(generated) == records or any(record_methods(r) for r in generated)):
         return Input(path, "generate", generated)  # (a run whose rows all failed still has a cost table)
     if whole is not None or records:
@@ -191,15 +201,30 @@ img{max-width:100%;height:auto;display:block;margin:.6em 0}
 """
 
 
+def _html_cell(cell: str | Link) -> str:
+    if isinstance(cell, Link):
+        return f'<a href="{html.escape(cell.href)}">{html.escape(cell.text)}</a>'
+    return html.escape(cell)
+
+
 def _html_table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    body = "".join("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>" for row in table.rows)
     return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
+def _md_cell(cell: str | Link) -> str:
+    if isinstance(cell, Link):
+        text = cell.text
+        for special in ("\\", "[", "]", "|"):
+            text = text.replace(special, "\\" + special)
+        return f"[{text}](<{cell.href}>)"
+    return cell.replace("|", "\\|")
+
+
 def _md_table(table: Table) -> str:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    def line(cells: Sequence[str | Link]) -> str:
+        return "| " + " | ".join(map(_md_cell, cells)) + " |"
 
     return "\n".join([line(table.header), line(["---"] * len(table.header)), *map(line, table.rows)])
 
@@ -255,11 +280,15 @@ def _previous_files(folder: Path) -> set[str]:
     return {name for name in listed if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")}
 
 
-def build_report(paths: Sequence[str], output: str | Path) -> list[Path]:
+def build_report(paths: Sequence[str], output: str | Path, *, viewer_url: str | None = None) -> list[Path]:
     """Read every RESULTS file, draw the plots and write the report into ``output`` (created when
-    absent); the paths of the files written, ``index.html`` first."""
+    absent); the paths of the files written, ``index.html`` first. With ``viewer_url`` (a running
+    ``fusion-of-n view``, e.g. ``http://127.0.0.1:8765``) an examples section lists rows of the inputs
+    with per-row data, each linked to its record page there (:mod:`.report_examples`)."""
     if not paths:
         raise ConfigError(f"no RESULTS given; pass {_WHAT}")
+    if viewer_url is not None and not viewer_url.startswith(("http://", "https://")):
+        raise ConfigError(f"--viewer-url {viewer_url}: give the viewer's http:// URL, e.g. http://127.0.0.1:8765")
     inputs = [load_input(str(p)) for p in paths]
     folder = Path(output)
     if folder.exists() and not folder.is_dir():
@@ -278,6 +307,8 @@ def build_report(paths: Sequence[str], output: str | Path) -> list[Path]:
                 sections += build(items, ctx)
             else:
                 omitted.append(f"No {_NOUN.get(kind, f'{kind} result')} given: {what} left out.")
+        if viewer_url:
+            sections += example_sections([(i.path, i.kind, i.data) for i in inputs], viewer_url)
         (scratch / PAGES[0]).write_text(render_html(inputs, sections, omitted), encoding="utf-8")
         (scratch / PAGES[1]).write_text(render_markdown(inputs, sections, omitted), encoding="utf-8")
         ours, new = _previous_files(folder), [*PAGES, *ctx.files]

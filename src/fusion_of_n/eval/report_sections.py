@@ -32,9 +32,17 @@ Cell = tuple[float | None, list[float | None] | None]  # (value, [low, high]) in
 
 
 @dataclass(frozen=True)
+class Link:
+    """A table cell that links somewhere (``report --viewer-url``: a record's page in the viewer)."""
+
+    text: str
+    href: str
+
+
+@dataclass(frozen=True)
 class Table:
     header: Sequence[str]
-    rows: Sequence[Sequence[str]]
+    rows: Sequence[Sequence[str | Link]]
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ A finished row's record (one JSON line of ``OUTPUT``)::
 - ``results``: one entry per method (``fusion``, ``bon``, ``vote``, ``usc``, ``auto``, ...): the answer
   ``text``, the ``chosen`` pool index of a selection (null for a fused answer) and its ``score``, the
   fusor's ``analysis``, ``flags`` (``fusor_truncated``, ``all_candidates_flagged``, ...) and ``by``, the
-  fusor, scorer or selector that decided; ``auto`` adds ``strategy`` and ``evidence``.
+  fusor, scorer or selector that decided; ``auto`` adds ``strategy`` and ``evidence``, ``fusion`` its
+  ``presentation_order`` (the pool indices in the order the fusor saw them; absent in older records).
 - ``usage``: per stage (``sampling``, then each method's own calls) and ``total``, each
   ``{calls, prompt_tokens, completion_tokens, total_tokens, seconds}``.
 - ``seconds``: the row's wall time; ``failures``: upstream failures the pool survived; ``error``: null.
@@ -83,6 +84,8 @@ from .read import (
     read_any_records,
     read_checked_records,
     read_json_lines,
+    read_json_lines_at,
+    read_parquet_range,
     read_parquet_records,
     read_records,
     record_problem,
@@ -124,6 +127,8 @@ __all__ = [
     "read_any_records",
     "read_checked_records",
     "read_json_lines",
+    "read_json_lines_at",
+    "read_parquet_range",
     "read_parquet_records",
     "read_records",
     "record_candidates",

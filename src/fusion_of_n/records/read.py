@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigError, MissingDependency
@@ -26,12 +26,26 @@ REPAIR = (
 def read_json_lines(path: str) -> Iterator[tuple[int, Any]]:
     """(1-based line number, parsed value) of every complete JSON line of ``path``; a torn last line is
     skipped (logged), so is a line that is not JSON (logged), and a missing file has none."""
+    for number, _offset, value in read_json_lines_at(path):
+        yield number, value
+
+
+def read_json_lines_at(path: str, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, int, Any]]:
+    """(line number, byte offset of the line, parsed value): :func:`read_json_lines` with each line's
+    position, so a reader can index a file and seek back to a record (``fusion-of-n view``). Only the
+    lines that start in ``[start, stop)`` (``start`` a line start), numbered from 1 at ``start``.
+    Same rules: a torn last line and lines that are not JSON are skipped (logged); the line numbers
+    of what was skipped are the gaps."""
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb", buffering=1 << 20)  # records are KBs: a small buffer costs a read per line
     except FileNotFoundError:
         return
+    offset = start
     with handle:
+        handle.seek(start)
         for number, raw in enumerate(handle, start=1):
+            if stop is not None and offset >= stop:
+                return
             if not raw.endswith(b"\n"):
                 log.info("%s: ignoring a torn last line (%d bytes) left by an interrupted run", path, len(raw))
                 return
@@ -39,8 +53,9 @@ def read_json_lines(path: str) -> Iterator[tuple[int, Any]]:
                 value = json.loads(raw)
             except ValueError:
                 log.warning("%s: skipping line %d, which is not JSON", path, number)
-                continue
-            yield number, value
+            else:
+                yield number, offset, value
+            offset += len(raw)
 
 
 def read_records(path: str) -> Iterator[dict[str, Any]]:
@@ -51,22 +66,54 @@ def read_records(path: str) -> Iterator[dict[str, Any]]:
             yield value
 
 
-def read_parquet_records(path: str) -> Iterator[dict[str, Any]]:
+def read_parquet_records(path: str, *, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
     """The records of a ``generate --format parquet`` output, JSON-text fields decoded back, so they equal
-    the JSONL records they were written from."""
+    the JSONL records they were written from; ``columns`` reads only those top-level fields."""
+    file = _parquet(path).ParquetFile(path)
+    if columns is not None:  # a field no record had is not in the file
+        columns = [name for name in columns if name in file.schema_arrow.names]
+    for batch in file.iter_batches(batch_size=1024, columns=columns):
+        yield from map(_decoded, batch.to_pylist())
+
+
+def read_parquet_range(path: str, start: int, stop: int) -> list[dict[str, Any]]:
+    """The records at positions ``start`` to ``stop`` (exclusive) of a Parquet output, decoded as
+    :func:`read_parquet_records` does; only the row groups holding them are read, and only those rows
+    are turned into Python objects (``fusion-of-n view`` reads a record by its position)."""
+    file = _parquet(path).ParquetFile(path)
+    records: list[dict[str, Any]] = []
+    first = 0
+    for group in range(file.metadata.num_row_groups):
+        size = file.metadata.row_group(group).num_rows
+        if first < stop and first + size > start:
+            seen = first
+            for batch in file.iter_batches(batch_size=1024, row_groups=[group]):
+                low, high = max(start, seen), min(stop, seen + batch.num_rows)
+                if low < high:
+                    records += map(_decoded, batch.slice(low - seen, high - low).to_pylist())
+                seen += batch.num_rows
+                if seen >= stop:
+                    break
+        first += size
+    return records
+
+
+def _decoded(record: dict[str, Any]) -> dict[str, Any]:
+    for key in PARQUET_JSON_FIELDS:
+        if isinstance(record.get(key), str):
+            record[key] = json.loads(record[key])
+    for candidate in record.get("candidates") or ():
+        if isinstance(candidate.get("scores"), str):
+            candidate["scores"] = json.loads(candidate["scores"])
+    return record
+
+
+def _parquet(path: str) -> Any:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise MissingDependency(f"reading {path} needs pyarrow: pip install 'fusion-of-n[data]'") from exc
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        for record in batch.to_pylist():
-            for key in PARQUET_JSON_FIELDS:
-                if isinstance(record.get(key), str):
-                    record[key] = json.loads(record[key])
-            for candidate in record.get("candidates") or ():
-                if isinstance(candidate.get("scores"), str):
-                    candidate["scores"] = json.loads(candidate["scores"])
-            yield record
+    return pq
 
 
 def read_any_records(path: str) -> Iterator[dict[str, Any]]:

@@ -99,7 +99,7 @@ def _result_entry(result: Result) -> dict[str, Any]:
         "flags": list(result.flags),
         "by": result.extra.get("fusor") or result.extra.get("scorer") or result.extra.get("selector"),
     }
-    for key in ("strategy", "evidence"):  # auto: what ran, and why
+    for key in ("strategy", "evidence", "presentation_order"):  # auto: what ran, and why; fusion: the order
         if key in result.extra:
             entry[key] = result.extra[key]
     return entry
