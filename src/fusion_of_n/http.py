@@ -117,8 +117,10 @@ _WARNED_HOSTS: set[str] = set()
 
 
 def _refuse_remote_unless_allowed(url: str) -> None:
+    if ALLOW_REMOTE_REQUESTS:
+        return
     host = (urllib.parse.urlsplit(url).hostname or "").lower()
-    if not ALLOW_REMOTE_REQUESTS and not _is_loopback(host):
+    if not _is_loopback(host):
         raise RuntimeError(
             f"request to {redact(url)} refused: fusion_of_n.http.ALLOW_REMOTE_REQUESTS is False and {host!r} "
             "is not loopback; point the backend at 127.0.0.1, or set ALLOW_REMOTE_REQUESTS = True "
@@ -327,7 +329,7 @@ class HTTPClient:
             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         if status >= 400:
             raise self._http_error(status, url, raw, retry_after)
-        return self._json_object(url, raw, arrived=f"answered {status} with a body", shown=upstream_message(raw))
+        return self._json_object(url, raw, status=status, shown=lambda: upstream_message(raw))
 
     async def _open_stream(self, url: str, data: bytes) -> _OpenStream:
         """Send the request and wait for the first bytes of the body; every failure so far is retryable."""
@@ -369,7 +371,7 @@ class HTTPClient:
 
     def _event(self, url: str, data: str) -> dict[str, Any]:
         """One event's JSON object; an error envelope raises UpstreamHTTPError with its message."""
-        parsed = self._json_object(url, data, arrived="sent a stream event", shown=data)
+        parsed = self._json_object(url, data, shown=lambda: data)
         error = parsed.get("error")
         if error:
             code = error.get("code") if isinstance(error, dict) else None
@@ -386,18 +388,22 @@ class HTTPClient:
             )
         return parsed
 
-    def _json_object(self, url: str, raw: str | bytes, *, arrived: str, shown: str) -> dict[str, Any]:
-        """``raw`` parsed as a JSON object; anything else is a BackendError quoting ``shown`` (redacted)."""
+    def _json_object(
+        self, url: str, raw: str | bytes, *, shown: Callable[[], str], status: int | None = None
+    ) -> dict[str, Any]:
+        """``raw`` parsed as a JSON object (a response body with ``status``, else a stream event); anything
+        else is a BackendError quoting ``shown()`` (redacted), which is only computed then."""
         try:
             parsed = json.loads(raw)
         except ValueError:
             parsed = None
         if isinstance(parsed, dict):
             return parsed
+        arrived = "sent a stream event" if status is None else f"answered {status} with a body"
         raise BackendError(
             self.redact(
                 f"backend {self.name!r} ({url}) {arrived} that is not a JSON object: "
-                f"{self.redact(shown, limit=MAX_QUOTE_CHARS)!r}; check that the base URL points at an "
+                f"{self.redact(shown(), limit=MAX_QUOTE_CHARS)!r}; check that the base URL points at an "
                 "OpenAI-compatible API (it usually ends in /v1)"
             ),
             backend=self.name,

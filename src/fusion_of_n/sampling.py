@@ -31,7 +31,7 @@ from typing import Any
 
 from .backends.base import Backend
 from .errors import BackendError, NotEnoughCandidates
-from .types import Candidate, Failure, Request, Usage
+from .types import Candidate, Failure, Generation, Request, Usage
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ async def sample(backends: Sequence[Backend], request: Request, n: int, *, min_c
     if n < 1:
         raise ValueError("n (samples per model) must be at least 1")
     started = time.perf_counter()
-    outcomes = await asyncio.gather(*(b.generate(request, n=n) for b in backends), return_exceptions=True)
+    outcomes = await _generate_all(backends, request, n)
     candidates: list[Candidate] = []
     failures: list[Failure] = []
     usage = Usage()
@@ -83,6 +83,17 @@ async def sample(backends: Sequence[Backend], request: Request, n: int, *, min_c
         raise NotEnoughCandidates(len(candidates), min_candidates, [f"{f.model}: {f.error}" for f in failures])
     usage = Usage(usage.calls, usage.prompt_tokens, usage.completion_tokens, time.perf_counter() - started)
     return Pool(tuple(candidates), usage, tuple(failures))
+
+
+async def _generate_all(backends: Sequence[Backend], request: Request, n: int) -> list[Generation | BaseException]:
+    """Every backend's generation or its exception, concurrently. One backend is awaited in this task (no
+    task to schedule); its BackendError is handed back, anything else surfaces as it would from the pool."""
+    if len(backends) != 1:
+        return await asyncio.gather(*(b.generate(request, n=n) for b in backends), return_exceptions=True)
+    try:
+        return [await backends[0].generate(request, n=n)]
+    except BackendError as exc:
+        return [exc]
 
 
 def round_sizes(n: int) -> list[int]:

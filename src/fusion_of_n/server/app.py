@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..aggregators.base import methods
 from ..api import Pipeline
 from ..config import PipelineSettings, RequestLimits
 from ..errors import ConfigError
@@ -60,7 +61,7 @@ def create_app(
     bounds = {name: effective_limits(server_limits, settings) for name, settings in presets.items()}
     for name, settings in presets.items():
         check_preset(name, settings, bounds[name])
-    app = web.Application(middlewares=[_errors, _auth, _bounded], client_max_size=32 * 1024 * 1024)
+    app = web.Application(middlewares=[_boundary], client_max_size=32 * 1024 * 1024)
     app[IN_FLIGHT] = InFlight(max_in_flight)
     pipelines = {name: Pipeline(settings, env) for name, settings in presets.items()}
     fusors = frozenset(
@@ -72,7 +73,7 @@ def create_app(
     specs = [s for settings in presets.values() for s in (*settings.models, settings.fusor, settings.judge,
              settings.reward) if isinstance(s, str)]  # fmt: skip
     backends = [b.name for p in pipelines.values() for b in (*p.backends, p.fusor)]
-    app[PRESETS] = Presets(pipelines, bounds, Names([*specs, *backends]), fusors)
+    app[PRESETS] = Presets(pipelines, bounds, Names([*specs, *backends]), fusors, frozenset(methods()))
     if api_key:
         app[API_KEY] = api_key
     app.router.add_post("/v1/chat/completions", chatcompletions)
@@ -95,10 +96,22 @@ async def _close_pipelines(app: web.Application) -> None:
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """The server's boundary: every failure leaves as an OpenAI error envelope, never a traceback."""
+async def _boundary(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The server's boundary: every failure leaves as an OpenAI error envelope, never a traceback.
+
+    One middleware (each one is another coroutine per request): the errors, then :func:`_auth`, then at
+    most ``max_in_flight`` generation requests (POSTs) at once; beyond it a 429, never a queue.
+    """
     try:
-        return await handler(request)  # type: ignore[no-any-return]
+        _auth(request)
+        if request.method != "POST":
+            return await handler(request)  # type: ignore[no-any-return]
+        gate = request.app[IN_FLIGHT]
+        gate.enter()
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        finally:
+            gate.leave()
     except HTTPFailure as failure:
         return failure.response()
     except web.HTTPException as exc:
@@ -114,8 +127,7 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         )
 
 
-@web.middleware
-async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
+def _auth(request: web.Request) -> None:
     expected = request.app.get(API_KEY)
     if expected and request.path != "/health":
         given = request.headers.get("Authorization", "")
@@ -127,20 +139,6 @@ async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
                 "invalid_request_error",
                 code="invalid_api_key",
             )
-    return await handler(request)  # type: ignore[no-any-return]
-
-
-@web.middleware
-async def _bounded(request: web.Request, handler: Any) -> web.StreamResponse:
-    """At most ``max_in_flight`` generation requests (POSTs) at once; beyond it a 429, never a queue."""
-    if request.method != "POST":
-        return await handler(request)  # type: ignore[no-any-return]
-    gate = request.app[IN_FLIGHT]
-    gate.enter()
-    try:
-        return await handler(request)  # type: ignore[no-any-return]
-    finally:
-        gate.leave()
 
 
 async def health(request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ from ..api import Pipeline
 from ..config import RequestLimits
 from ..errors import FusionOfNError
 from ..sampling import Pool
-from ..types import Params, Request, Result
+from ..types import Request, Result
 from .limits import check_request
 from .names import Names
 from .responses import HTTPFailure, upstream_failure
@@ -38,6 +38,7 @@ class Presets:
     limits: Mapping[str, RequestLimits]
     names: Names
     fusors: frozenset[str]
+    methods: frozenset[str] = frozenset()  # registered at start-up; a later registration is still looked up
 
     def pipeline(self, model: str) -> Pipeline:
         if model not in self.pipelines:
@@ -89,7 +90,7 @@ def plan(presets: Presets, body: ChatBody, messages: Sequence[Any], label: Mappi
     ext = body.fusion_of_n
     n = ext.n if ext and ext.n else pipeline.settings.n
     method = ext.method if ext and ext.method else pipeline.settings.method
-    if method not in methods():
+    if method not in presets.methods and method not in methods():
         raise HTTPFailure(
             400,
             f"unknown method {method!r}; use one of: {', '.join(methods())}",
@@ -99,9 +100,9 @@ def plan(presets: Presets, body: ChatBody, messages: Sequence[Any], label: Mappi
     fusor = _fusor(presets, ext.fusor if ext else None)
     check_request(body, messages, n, len(pipeline.backends), presets.limits[body.model], label or {})
     base = _request(messages, body, pipeline)
-    requests = tuple(
+    requests = (base,) + tuple(
         dataclasses.replace(base, params=base.params.replace(seed=choice_seed(base.params.seed, i)))
-        for i in range(body.n)
+        for i in range(1, body.n)
     )
     adaptive = ext.adaptive if ext else None
     with_candidates = bool(ext and ext.return_candidates)
@@ -126,14 +127,17 @@ def _fusor(presets: Presets, given: str | None) -> str | None:
 
 def _request(messages: Sequence[Any], body: ChatBody, pipeline: Pipeline) -> Request:
     """The request's sampling parameters over the preset's (:meth:`Pipeline.params`)."""
-    given = Params(
-        temperature=body.temperature,
-        top_p=body.top_p,
-        max_tokens=body.max_completion_tokens or body.max_tokens,
-        seed=body.seed,
-        stop=body.stop_list,
+    given = (
+        ("temperature", body.temperature),
+        ("top_p", body.top_p),
+        ("max_tokens", body.max_completion_tokens or body.max_tokens),
+        ("seed", body.seed),
+        ("stop", body.stop_list),
     )
-    return pipeline.request(messages, params=pipeline.params().merge(given))
+    params = pipeline.params()
+    if changes := {name: value for name, value in given if value is not None}:  # Params.merge, without a Params
+        params = params.replace(**changes)
+    return pipeline.request(messages, params=params)
 
 
 async def sample_pools(plan: Plan) -> list[Pool]:
@@ -153,8 +157,11 @@ async def answer(plan: Plan) -> list[Result]:
 
 
 async def _together(plan: Plan, work: Iterable[Awaitable[T]]) -> list[T]:
-    """Run the choices' calls at once; the first failure cancels the others (no orphaned upstream calls)."""
+    """Run the choices' calls at once; the first failure cancels the others (no orphaned upstream calls).
+    One choice (the usual request) is awaited in this task: no task to create, schedule and collect."""
     try:
+        if len(plan.requests) == 1:
+            return [await next(iter(work))]
         return await gather_or_cancel(work)
     except FusionOfNError as exc:
         log.warning("%s: %s", plan.preset, exc)  # the full message; the client's is scrubbed

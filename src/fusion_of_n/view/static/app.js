@@ -29,9 +29,9 @@
   const FILTER_KEYS = ["q", "language", "method", "flag", "error", "verdict", "sort", "order"];
   const LIST_DEFAULTS = {
     file: "0", q: "", language: "", method: "", flag: "", error: "", verdict: "",
-    sort: "line", order: "asc", page: "1",
+    sort: "", order: "asc", page: "1",
   };
-  const SORTS = [["line", "file order"], ["id", "id"], ["language", "language"], ["tokens", "tokens"], ["seconds", "seconds"]];
+  const SORTS = [["", "file order"], ["line", "input line"], ["id", "id"], ["language", "language"], ["tokens", "tokens"], ["seconds", "seconds"]];
   const VERDICT_CLASS = { win: "good", correct: "good", loss: "bad", wrong: "bad", tie: "neutral" };
 
   // ---------------------------------------------------------------------------------------- helpers
@@ -520,7 +520,7 @@
       select.value = state[key];
     }
     el.error.value = ["", "1", "0"].includes(state.error) ? state.error : "";
-    el.sort.value = SORTS.some(([v]) => v === state.sort) ? state.sort : "line";
+    el.sort.value = SORTS.some(([v]) => v === state.sort) ? state.sort : "";
     el.order.value = state.order === "desc" ? "desc" : "asc";
     for (const th of $$("th[data-sort]", el.thead)) {
       th.classList.toggle("sorted", th.dataset.sort === state.sort);
