@@ -73,6 +73,19 @@ def make_chunk_packages(site: Path, chunks: tuple[bytes, ...], *, sha256: str | 
     return FakeChunks(entry, site, joined, marker)
 
 
+def count_hashing(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """From now on, every file sha256_file hashes is appended to the returned list."""
+    hashed: list[Path] = []
+    real = assemble.sha256_file
+
+    def counting(target: Path) -> str:
+        hashed.append(target)
+        return real(target)
+
+    monkeypatch.setattr(assemble, "sha256_file", counting)
+    return hashed
+
+
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "site"
@@ -197,14 +210,7 @@ def test_touched_file_is_rehashed_once_and_stamped_again(
     chunks.uninstall(0)
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    hashed: list[Path] = []
-    real = assemble.sha256_file
-
-    def counting(target: Path) -> str:
-        hashed.append(target)
-        return real(target)
-
-    monkeypatch.setattr(assemble, "sha256_file", counting)
+    hashed = count_hashing(monkeypatch)
 
     resolve_model("tiny", cache, catalogue=catalogue)
     resolve_model("tiny", cache, catalogue=catalogue)
@@ -297,14 +303,7 @@ def test_packaged_model_with_a_sha256_is_verified_once_then_trusted_by_its_stamp
 ) -> None:
     content = b"GGUF in place"
     entry = make_packaged(site, content, hashlib.sha256(content).hexdigest())
-    hashed: list[Path] = []
-    real = assemble.sha256_file
-
-    def counting(target: Path) -> str:
-        hashed.append(target)
-        return real(target)
-
-    monkeypatch.setattr(assemble, "sha256_file", counting)
+    hashed = count_hashing(monkeypatch)
 
     first = resolve_model("small", cache, catalogue={"small": entry})
     second = resolve_model("small", cache, catalogue={"small": entry})
