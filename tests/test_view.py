@@ -504,6 +504,8 @@ def test_a_large_file_read_in_parallel_gives_the_same_index(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(scan.os, "cpu_count", lambda: 4)
+    # idle threads left by earlier tests (e.g. asyncio's to_thread pool) would make the reader refuse to fork
+    monkeypatch.setattr(scan.threading, "active_count", lambda: 1)
     rows = [json.dumps(record(str(n), n + 1, f"prompt {n}", {"bon": {"text": "x", "chosen": 0}})) for n in range(40)]
     rows[7], rows[23] = "not json", '{"reference": "x"}'
     path = tmp_path / "big.jsonl"
