@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import statistics
 import time
 from collections.abc import Callable
@@ -173,6 +174,13 @@ def legend(args: argparse.Namespace) -> None:
         "the upstream.\nreported p/c: the proxy's own usage (prompt/completion, '-' = not reported). x lat: "
         "p50 / upstream latency (sequential upstream round trips, plus overhead).\n+p50/+p95: proxied minus direct "
         "percentile. CPU ms: the proxy process's user+system CPU per request (/proc, 10 ms ticks)."
+    )
+    fast = [name for name in ("uvloop", "orjson") if importlib.util.find_spec(name)]
+    where = " (in this interpreter; --serve-command may differ)" if args.serve_command else ""
+    print(
+        f"fusion-of-n serve's event loop and JSON writer{where}: "
+        + (", ".join(fast) + " (the fast extra)" if fast else "asyncio and json (pip install 'fusion-of-n[fast]')")
+        + ("" if len(fast) in (0, 2) else "; only part of the fast extra is installed")
     )
 
 

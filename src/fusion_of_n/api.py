@@ -165,7 +165,10 @@ class Pipeline:
             seconds = wall if len(decision.usage) == 1 else usage.seconds
             stages[stage] = dataclasses.replace(usage, seconds=seconds)
         scores = decision.scores or {}
-        candidates = tuple(c.replace(score=scores.get(c.index)) for c in pool.candidates)
+        candidates = tuple(  # unscored candidates of an unscored method as they are (no copy per request)
+            c if c.score is None and scores.get(c.index) is None else c.replace(score=scores.get(c.index))
+            for c in pool.candidates
+        )
         return Result(
             text=decision.text,
             method=decision.method,

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import ipaddress
 import json
@@ -26,12 +25,13 @@ import logging
 import random
 import time
 import urllib.parse
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
 
 from .errors import BackendError, UpstreamHTTPError, UpstreamUnreachable, redact
+from .fastjson import dumps
 from .sse import SSEDecoder
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ class HTTPClient:
         return redact(text, (self._api_key,), limit=limit)
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._request("POST", path, json.dumps(body).encode())
+        return await self._request("POST", path, dumps(body))
 
     async def get_json(self, path: str) -> dict[str, Any]:
         return await self._request("GET", path, None)
@@ -217,7 +217,7 @@ class HTTPClient:
         the upstream learns to stop. Wrap it in ``contextlib.aclosing`` when you may stop early.
         """
         url = self.url(path)
-        data = json.dumps(body).encode()
+        data = dumps(body)
         stream = await self._retrying("POST", url, lambda: self._open_stream(url, data))
         finished = False
         try:
@@ -410,15 +410,9 @@ class HTTPClient:
             url=url,
         )
 
-    @contextlib.asynccontextmanager
-    async def _reaching(self, url: str) -> AsyncIterator[None]:
+    def _reaching(self, url: str) -> _Reaching:
         """Turn aiohttp's timeouts and connection failures into UpstreamUnreachable (which is retryable)."""
-        try:
-            yield
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise self._unreachable(url, exc, timeout=True) from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise self._unreachable(url, exc, timeout=False) from None
+        return _Reaching(self, url)
 
     def _http_error(self, status: int, url: str, raw: bytes, retry_after: float | None) -> UpstreamHTTPError:
         message = upstream_message(raw, (self._api_key,))
@@ -446,6 +440,24 @@ class HTTPClient:
     def _quote(self, raw: bytes) -> str:
         """An upstream body shown in an error: its message (or text), redacted, then cut short."""
         return self.redact(upstream_message(raw, (self._api_key,)), limit=MAX_QUOTE_CHARS)
+
+
+class _Reaching:
+    """``async with client._reaching(url)``: a class rather than a generator, as it wraps every call."""
+
+    __slots__ = ("client", "url")
+
+    def __init__(self, client: HTTPClient, url: str) -> None:
+        self.client, self.url = client, url
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+            raise self.client._unreachable(self.url, exc, timeout=True) from None
+        if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
+            raise self.client._unreachable(self.url, exc, timeout=False) from None
 
 
 class _OpenStream:

@@ -77,8 +77,10 @@ async def sample(backends: Sequence[Backend], request: Request, n: int, *, min_c
             raise outcome  # a bug or cancellation, not an upstream failure: let it surface
         usage = usage + Usage(outcome.usage.calls, outcome.usage.prompt_tokens, outcome.usage.completion_tokens)
         for candidate in outcome.candidates:
-            flags = hygiene_flags(candidate)
-            candidates.append(candidate.replace(index=len(candidates), excluded=bool(flags), flags=flags))
+            flags, index = hygiene_flags(candidate), len(candidates)
+            if (candidate.index, candidate.excluded, candidate.flags) != (index, bool(flags), flags):
+                candidate = candidate.replace(index=index, excluded=bool(flags), flags=flags)  # else no copy
+            candidates.append(candidate)
     if len(candidates) < min_candidates:
         raise NotEnoughCandidates(len(candidates), min_candidates, [f"{f.model}: {f.error}" for f in failures])
     usage = Usage(usage.calls, usage.prompt_tokens, usage.completion_tokens, time.perf_counter() - started)

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import BackendError, ConfigError, UpstreamHTTPError
@@ -130,8 +130,10 @@ class OpenAIBackend:
                 self._learn_n(n, len(first[0]))
         else:
             missing = range(n)
-        if missing:
-            seed = request.params.seed
+        seed = request.params.seed
+        if len(missing) == 1:  # n=1: awaited here, no task to schedule
+            responses.append(await self._complete(request, 1, None if seed is None else seed + missing[0]))
+        elif missing:
             responses += await asyncio.gather(
                 *(self._complete(request, 1, None if seed is None else seed + i) for i in missing)
             )
@@ -215,16 +217,9 @@ class OpenAIBackend:
             async for chunk in self._chunks(request):
                 yield chunk
 
-    @contextlib.contextmanager
-    def _key_hint(self) -> Iterator[None]:
+    def _key_hint(self) -> _KeyHint:
         """Say which key variable was used (never the key) when the upstream rejects it."""
-        try:
-            yield
-        except UpstreamHTTPError as exc:
-            if exc.status in (401, 403):
-                sent = f"sent the key from {self.key_env}" if self._has_key else f"no key was sent: set {self.key_env}"
-                exc.args = (f"{exc} ({sent})",)
-            raise
+        return _KeyHint(self)
 
     def _learn_n(self, asked: int, got: int) -> None:
         """Remember a server that ignores n; warn once per backend."""
@@ -289,6 +284,24 @@ class OpenAIBackend:
             completion_tokens=completion_tokens,
             logprobs=parse_logprobs(choice.get("logprobs")),
         )
+
+
+class _KeyHint:
+    """``with backend._key_hint()``: a class rather than a generator, as it wraps every call."""
+
+    __slots__ = ("backend",)
+
+    def __init__(self, backend: OpenAIBackend) -> None:
+        self.backend = backend
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, UpstreamHTTPError) and exc.status in (401, 403):
+            b = self.backend
+            sent = f"sent the key from {b.key_env}" if b._has_key else f"no key was sent: set {b.key_env}"
+            exc.args = (f"{exc} ({sent})",)
 
 
 def request_body(

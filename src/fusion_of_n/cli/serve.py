@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import click
@@ -35,7 +34,7 @@ def serve(config_file: str | None, host: str, port: int, api_key_env: str | None
     """
     from ..config import DEFAULT_PRESET, load_presets
     from ..server import create_app
-    from ..server.runner import serve_forever
+    from ..server.runner import serve as run_server
 
     setup_logging(max(verbose, 1))
     env = environment()
@@ -55,4 +54,4 @@ def serve(config_file: str | None, host: str, port: int, api_key_env: str | None
     def ready(bound: int) -> None:
         click.echo(f"fusion-of-n serving http://{host}:{bound}/v1 (presets: {', '.join(sorted(presets))})", err=True)
 
-    asyncio.run(serve_forever(app, host, port, ready))
+    run_server(app, host, port, ready)

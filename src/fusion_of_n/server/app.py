@@ -30,7 +30,7 @@ from ..language import detect_language
 from .limits import DEFAULT_MAX_IN_FLIGHT, InFlight, check_preset, effective_limits
 from .names import Names
 from .plan import Plan, Presets, answer, plan, sample_pools
-from .responses import HTTPFailure, completion, envelope
+from .responses import HTTPFailure, completion, envelope, json_response
 from .responses_api import LABELS, Reply, ResponsesEncoder, parse
 from .schema import BodyError, error_envelope, parse_body
 from .streaming import ChatEncoder, Encoder, stream_choices
@@ -116,15 +116,13 @@ async def _boundary(request: web.Request, handler: Any) -> web.StreamResponse:
         return failure.response()
     except web.HTTPException as exc:
         kind = "not_found_error" if exc.status == 404 else "invalid_request_error"
-        return web.json_response(error_envelope(exc.reason, kind), status=exc.status)
+        return json_response(error_envelope(exc.reason, kind), status=exc.status)
     except asyncio.CancelledError:
         log.info("client went away: %s %s cancelled", request.method, request.path)
         raise
     except Exception:  # the one place besides the CLI that catches everything
         log.exception("internal error on %s %s", request.method, request.path)
-        return web.json_response(
-            error_envelope("internal server error; see the server log", "server_error"), status=500
-        )
+        return json_response(error_envelope("internal server error; see the server log", "server_error"), status=500)
 
 
 def _auth(request: web.Request) -> None:
@@ -142,7 +140,7 @@ def _auth(request: web.Request) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "presets": sorted(request.app[PRESETS].pipelines)})
+    return json_response({"status": "ok", "presets": sorted(request.app[PRESETS].pipelines)})
 
 
 def _model(name: str, presets: Presets) -> dict[str, Any]:
@@ -155,14 +153,14 @@ def _model(name: str, presets: Presets) -> dict[str, Any]:
 
 async def list_models(request: web.Request) -> web.Response:
     presets = request.app[PRESETS]
-    return web.json_response({"object": "list", "data": [_model(name, presets) for name in sorted(presets.pipelines)]})
+    return json_response({"object": "list", "data": [_model(name, presets) for name in sorted(presets.pipelines)]})
 
 
 async def get_model(request: web.Request) -> web.Response:
     presets = request.app[PRESETS]
     name = request.match_info["model"]
     presets.pipeline(name)  # a 404 naming the models there are
-    return web.json_response(_model(name, presets))
+    return json_response(_model(name, presets))
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -188,8 +186,9 @@ async def chatcompletions(request: web.Request) -> web.StreamResponse:
         return await _stream(request, job, ChatEncoder(envelope(body, "chat.completion.chunk"), include_usage, job))
     started = time.perf_counter()
     results = await answer(job)
-    log.info("%s: %d choice(s) by %s in %.2fs", body.model, body.n, job.method, time.perf_counter() - started)
-    return web.json_response(completion(body, results, job.with_candidates, job.scrub))
+    if log.isEnabledFor(logging.DEBUG):  # one line per request: serve -vv (a line costs more than the rest of it)
+        log.debug("%s: %d choice(s) by %s in %.2fs", body.model, body.n, job.method, time.perf_counter() - started)
+    return json_response(completion(body, results, job.with_candidates, job.scrub))
 
 
 async def responses(request: web.Request) -> web.StreamResponse:
@@ -204,7 +203,7 @@ async def responses(request: web.Request) -> web.StreamResponse:
     if body.stream:
         return await _stream(request, job, ResponsesEncoder(reply))
     results = await answer(job)
-    return web.json_response(reply.object(results[0]))
+    return json_response(reply.object(results[0]))
 
 
 async def _stream(request: web.Request, job: Plan, encoder: Encoder) -> web.StreamResponse:

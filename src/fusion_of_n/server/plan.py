@@ -100,13 +100,14 @@ def plan(presets: Presets, body: ChatBody, messages: Sequence[Any], label: Mappi
     fusor = _fusor(presets, ext.fusor if ext else None)
     check_request(body, messages, n, len(pipeline.backends), presets.limits[body.model], label or {})
     base = _request(messages, body, pipeline)
-    requests = (base,) + tuple(
-        dataclasses.replace(base, params=base.params.replace(seed=choice_seed(base.params.seed, i)))
-        for i in range(1, body.n)
-    )
+    requests = (base, *(_with_seed(base, choice_seed(base.params.seed, i)) for i in range(1, body.n)))
     adaptive = ext.adaptive if ext else None
     with_candidates = bool(ext and ext.return_candidates)
     return Plan(body.model, pipeline, requests, n, method, fusor, adaptive, with_candidates, presets.names.scrub)
+
+
+def _with_seed(request: Request, seed: int | None) -> Request:
+    return dataclasses.replace(request, params=request.params.replace(seed=seed))
 
 
 def _fusor(presets: Presets, given: str | None) -> str | None:

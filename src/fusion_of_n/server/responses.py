@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from ..errors import BackendError, ConfigError, FusionOfNError, NotEnoughCandidates
+from ..fastjson import dumps
 from ..types import Result, Usage
 from .schema import ChatBody, error_envelope
 
@@ -32,7 +33,14 @@ class HTTPFailure(Exception):
 
     def response(self) -> web.Response:
         envelope = error_envelope(str(self), self.kind, param=self.param, code=self.code)
-        return web.json_response(envelope, status=self.status, headers=self.headers)
+        return json_response(envelope, status=self.status, headers=self.headers)
+
+
+def json_response(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """Like ``aiohttp.web.json_response``, serialized by :func:`fusion_of_n.fastjson.dumps`."""
+    return web.Response(
+        body=dumps(data), status=status, headers=headers, content_type="application/json", charset="utf-8"
+    )
 
 
 def upstream_failure(exc: FusionOfNError, scrub: Callable[[str], str]) -> HTTPFailure:
@@ -95,7 +103,7 @@ def fusion_field(results: list[Result], with_candidates: bool, scrub: Callable[[
 
 def envelope(body: ChatBody, kind: str) -> dict[str, Any]:
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "id": f"chatcmpl-{secrets.token_hex(16)}",
         "object": kind,
         "created": int(time.time()),
         "model": body.model,

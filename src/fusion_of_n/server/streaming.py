@@ -15,7 +15,6 @@ the library's errors). A client that goes away cancels every task, which closes 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -24,6 +23,7 @@ from aiohttp import web
 
 from ..aio import cancel_and_wait
 from ..errors import FusionOfNError
+from ..fastjson import dumps
 from ..sampling import Pool
 from ..types import Result
 from .plan import Plan
@@ -45,7 +45,7 @@ class Encoder(Protocol):
 
 
 def data_event(payload: object) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + dumps(payload) + b"\n\n"
 
 
 class ChatEncoder:
