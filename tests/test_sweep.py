@@ -257,6 +257,23 @@ def test_sweep_command_writes_points_and_serves_fusion_from_the_cache(tmp_path: 
     assert second["points"] == first["points"]
 
 
+def test_the_fusor_budget_follows_the_max_tokens_generate_recorded(tmp_path: Path) -> None:
+    from fusion_of_n.eval.sweep import sweep_file
+    from fusion_of_n.records import run_file
+
+    generated = tmp_path / "out.jsonl"
+    write_records(generated)
+    budgets = []
+    for recorded in (None, 50):
+        if recorded is not None:
+            Path(run_file(str(generated))).write_text(json.dumps({"params": {"max_tokens": recorded}}), "utf-8")
+        fused = fusor()
+        sweep_file(str(generated), ks=(1,), seeds=1, methods=("fusion",), fusor=fused, env={})
+        budgets.append({call.request.params.max_tokens for call in fused.calls})
+    assert budgets[1] == {100}  # twice the candidates' max_tokens, as generate sized it
+    assert budgets[0] != {100}  # without a run file: from the pool
+
+
 def test_sweep_command_rejects_a_bad_k_list_and_chrf_without_references(tmp_path: Path) -> None:
     generated = tmp_path / "out.jsonl"
     write_records(generated)

@@ -14,8 +14,8 @@ Methods that call a model (``fusion``, ``bon``, ``usc``) are cached: one JSONL l
 method, sorted subset indices, fusor/judge name, digest of the prompt and subset texts) in
 :data:`~fusion_of_n.eval.subsets.CACHE_FILE` under the cache folder, so re-running a sweep or adding a k
 makes no repeated call. Aggregators run with seed 0, so the key holds all that decides the fusor's
-prompt but the sampling ``max_tokens`` (fusion's default budget): start a new cache folder when that
-changes. Selection methods (vote, mbr, random, first) make no model calls and are recomputed. A failed
+prompt but its budget: twice the sampling ``max_tokens`` generate recorded in ``OUTPUT.run.json`` (as
+in generate), else twice the longest candidate; start a new cache folder when that changes. Selection methods (vote, mbr, random, first) make no model calls and are recomputed. A failed
 aggregation (upstream error) is counted in ``n_failed`` of its point, never scored, never cached.
 
 ``adaptive``: each method also gets the series ``METHOD+adaptive`` at k = N (the pool size): per
@@ -355,8 +355,12 @@ def _need(names: Sequence[str], what: str) -> str:
     return f"{listed} {'needs' if len(names) == 1 else 'need'} {what}"
 
 
-def sweep_settings(methods: Sequence[str], fusor: Any = None, judge: Any = None) -> PipelineSettings:
-    """Settings for re-aggregation only: the fusor/judge (specs or Backend objects), no sampling.
+def sweep_settings(
+    methods: Sequence[str], fusor: Any = None, judge: Any = None, max_tokens: int | None = None
+) -> PipelineSettings:
+    """Settings for re-aggregation only: the fusor/judge (specs or Backend objects), no sampling;
+    ``max_tokens`` is the candidates' (from generate's run file), which sizes the fusor's budget as
+    generate sized it.
 
     Aggregators run with seed 0 (fusion's presentation order, random's pick) whatever the subset seed,
     so a cached aggregation stays valid across sweeps."""
@@ -368,7 +372,7 @@ def sweep_settings(methods: Sequence[str], fusor: Any = None, judge: Any = None)
         raise ConfigError(f"{_need(scoring, 'a judge')}: pass --judge SPEC (or --fusor, which then judges)")
     # Pipeline wants a model to sample from; the sweep never samples, and selection methods call nothing.
     model = fusor if fusor is not None else judge if judge is not None else "fake:echo"
-    return PipelineSettings.of(models=(model,), fusor=fusor, judge=judge, seed=0)
+    return PipelineSettings.of(models=(model,), fusor=fusor, judge=judge, seed=0, max_tokens=max_tokens)
 
 
 def _name(model: Any) -> Any:
@@ -408,7 +412,8 @@ def sweep_file(
         scorer = accuracy_metric(answers)
     else:
         raise ConfigError(f"unknown metric {metric!r}; use one of: {', '.join(SWEEP_METRICS)}")
-    settings = sweep_settings(methods, fusor, judge)
+    params = _manifest_params(path)
+    settings = sweep_settings(methods, fusor, judge, max_tokens=params.max_tokens if params else None)
     started = time.perf_counter()
 
     async def main() -> dict[str, Any]:
@@ -422,7 +427,7 @@ def sweep_file(
                 methods=methods,
                 cache=SweepCache(cache),
                 seed=seed,
-                params=_manifest_params(path),
+                params=params,
                 concurrency=concurrency,
                 adaptive=adaptive,
             )
