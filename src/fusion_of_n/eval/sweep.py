@@ -15,7 +15,8 @@ method, sorted subset indices, fusor/judge name, digest of the prompt and subset
 :data:`~fusion_of_n.eval.subsets.CACHE_FILE` under the cache folder, so re-running a sweep or adding a k
 makes no repeated call. Aggregators run with seed 0, so the key holds all that decides the fusor's
 prompt but its budget: twice the sampling ``max_tokens`` generate recorded in ``OUTPUT.run.json`` (as
-in generate), else twice the longest candidate; start a new cache folder when that changes. Selection methods (vote, mbr, random, first) make no model calls and are recomputed. A failed
+in generate), else twice the longest candidate; start a new cache folder when that changes.
+Selection methods (vote, mbr, random, first) make no model calls and are recomputed. A failed
 aggregation (upstream error) is counted in ``n_failed`` of its point, never scored, never cached.
 
 ``adaptive``: each method also gets the series ``METHOD+adaptive`` at k = N (the pool size): per
