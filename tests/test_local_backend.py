@@ -186,8 +186,9 @@ async def test_stop_string_ends_the_answer_before_it(smollm2: LocalBackend) -> N
 
 @pytest.mark.model
 async def test_concurrent_calls_on_one_model_both_succeed_one_at_a_time(
-    smollm2: LocalBackend, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    smollm2 = _smollm2(tmp_path, "parallel=1")  # one create_chat_completion per sample, so they can be counted
     llama = (await smollm2._model()).llama
     real = llama.create_chat_completion
     active: list[int] = []
@@ -205,7 +206,6 @@ async def test_concurrent_calls_on_one_model_both_succeed_one_at_a_time(
                 active.pop()
 
     monkeypatch.setattr(llama, "create_chat_completion", counting)
-    monkeypatch.setattr(smollm2, "_parallel", 1)  # one create_chat_completion per sample, so they can be counted
     other = create_backend(f"{SPEC},parallel=1", {})
     request = ask("Say hello.", max_tokens=6, temperature=0)
 
@@ -326,35 +326,39 @@ def _loaded(backend: LocalBackend) -> LoadedModel:
     return loaded
 
 
-def _decode_alone(backend: LocalBackend, request: Request, seed: int) -> str:
-    """One sequence through the batch decoder, on the model's worker thread."""
-    loaded = _loaded(backend)
-    messages = [dict(m) for m in request.messages]
-    params = request.params.replace(seed=seed)
-    outcome = loaded.worker.submit(loaded.decoder.sample, messages, params, [seed], threading.Event()).result()
-    assert outcome is not None
-    return str(outcome[0][0].text)
+def _engine(backend: LocalBackend) -> Any:
+    """The decode loop of the model ``backend`` has loaded."""
+    engine = _loaded(backend).engine
+    assert engine is not None and engine.available
+    return engine
 
 
 @pytest.mark.model
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
-async def test_a_decoded_sequence_equals_create_chat_completion_for_its_seed(
+async def test_a_request_alone_in_the_engine_equals_create_chat_completion_for_its_seed(
     smollm2: LocalBackend, tmp_path: Path, temperature: float
 ) -> None:
-    """Same prompt (chat template, tokenization) and same sampler chain as llama-cpp-python: one sequence
-    through the batch decoder reproduces create_chat_completion exactly."""
+    """Same prompt (chat template, tokenization) and same sampler chain as llama-cpp-python: a sequence
+    decoded alone in the engine reproduces create_chat_completion exactly."""
     request = ask("Invent a name for a cat.", max_tokens=16, temperature=temperature, seed=1234)
-    await smollm2.generate(request, n=2)  # builds the decoder
     one_by_one = _smollm2(tmp_path, "parallel=1")
 
     for seed in (1234, 7, 99):
         alone = (await one_by_one.generate(request.with_params(seed=seed))).candidates[0]
-        assert _decode_alone(smollm2, request, seed) == alone.text
+        engine = (await smollm2.generate(request.with_params(seed=seed))).candidates[0]
+        assert (engine.text, engine.finish_reason, engine.completion_tokens) == (
+            alone.text,
+            alone.finish_reason,
+            alone.completion_tokens,
+        )
+    assert _engine(smollm2).stats.steps > 0  # it went through the engine
 
 
 @pytest.mark.model
 async def test_batched_samples_share_the_prompt_and_report_it_once(smollm2: LocalBackend, tmp_path: Path) -> None:
     request = ask("Write a short poem about rain.", max_tokens=10, temperature=0.9, seed=5)
+    await smollm2.generate(ask("Hi", max_tokens=1))
+    read = _engine(smollm2).stats.prompt_read
 
     together = await smollm2.generate(request, n=4)
     apart = await _smollm2(tmp_path, "parallel=1").generate(request, n=4)
@@ -368,6 +372,7 @@ async def test_batched_samples_share_the_prompt_and_report_it_once(smollm2: Loca
         assert candidate.finish_reason in ("stop", "length")
         assert (candidate.completion_tokens == 10) == (candidate.finish_reason == "length")
     assert len({c.text for c in together.candidates}) > 1  # each sequence samples with its own seed
+    assert _engine(smollm2).stats.prompt_read - read <= together.usage.prompt_tokens + 3  # siblings: the last token
 
 
 @pytest.mark.model
@@ -394,18 +399,20 @@ async def test_batched_stop_string_cuts_every_sample_before_it(smollm2: LocalBac
 
 
 @pytest.mark.model
-async def test_groups_of_parallel_samples_and_fallbacks(tmp_path: Path) -> None:
+async def test_more_samples_than_slots_and_the_fallbacks(tmp_path: Path) -> None:
     request = ask("Say a number.", max_tokens=6, temperature=0.8, seed=11)
     one = (await _smollm2(tmp_path, "parallel=1").generate(request)).usage.prompt_tokens
 
-    grouped = await _smollm2(tmp_path, "parallel=2").generate(request, n=5)  # groups of 2, 2 and 1
-    assert [c.index for c in grouped.candidates] == [0, 1, 2, 3, 4]
-    assert grouped.usage.prompt_tokens == 3 * one
+    narrow = await _smollm2(tmp_path, "parallel=2").generate(request, n=5)  # 2 slots: the others wait for one
+    assert [c.index for c in narrow.candidates] == [0, 1, 2, 3, 4]
+    assert all(c.text for c in narrow.candidates)
+    assert narrow.usage.prompt_tokens == one  # one request, its prompt counted once
 
-    # the prompt plus 3 x 200 tokens do not fit n_ctx=256: sampled one by one, the prompt counted thrice
-    tight = _smollm2(tmp_path, "n_ctx=256")
-    unfit = await tight.generate(request.with_params(max_tokens=200), n=3)
-    assert len(unfit.candidates) == 3 and unfit.usage.prompt_tokens == 3 * one
+    # the prompt plus 240 tokens do not fit n_ctx=256: cut to what the context leaves, as llama-cpp-python does
+    tight = await _smollm2(tmp_path, "n_ctx=256").generate(request.with_params(max_tokens=240), n=3)
+    assert len(tight.candidates) == 3 and tight.usage.prompt_tokens == one
+    for candidate in tight.candidates:
+        assert (candidate.finish_reason == "length") == (candidate.completion_tokens == 256 - one)
 
     # top_logprobs are recorded on the one-by-one path
     scored = await _smollm2(tmp_path).generate(request.with_params(top_logprobs=2), n=2)
@@ -413,16 +420,119 @@ async def test_groups_of_parallel_samples_and_fallbacks(tmp_path: Path) -> None:
 
 
 @pytest.mark.model
-async def test_a_set_stop_event_ends_the_decode_with_nothing(smollm2: LocalBackend) -> None:
-    request = ask("Count to ten.", max_tokens=8, temperature=0)
-    await smollm2.generate(request, n=2)
-    loaded = _loaded(smollm2)
-    stop = threading.Event()
-    stop.set()
+async def test_a_request_without_max_tokens_runs_in_the_engine_until_the_end_or_the_context(tmp_path: Path) -> None:
+    backend = _smollm2(tmp_path, "n_ctx=64")
+    await backend.generate(ask("Hi", max_tokens=1))
+    steps = _engine(backend).stats.steps
 
-    outcome = loaded.worker.submit(
-        loaded.decoder.sample, [dict(m) for m in request.messages], request.params, [1, 2], stop
-    )
+    generation = await backend.generate(ask("Tell me a very long story about a dog.", temperature=0), n=2)
 
-    assert outcome.result() is None
-    assert (await smollm2.generate(request, n=2)).candidates[0].text  # the decoder is usable afterwards
+    assert _engine(backend).stats.steps > steps
+    for candidate in generation.candidates:
+        assert candidate.finish_reason in ("stop", "length")
+        assert candidate.completion_tokens + generation.usage.prompt_tokens <= 64
+
+
+@pytest.mark.model
+async def test_concurrent_requests_share_decode_steps_and_a_finished_sequence_frees_its_slot(
+    tmp_path: Path,
+) -> None:
+    """Continuous batching: with 2 slots, a long and two short requests at once; the third starts when a
+    short one ends, while the long one is still running, and they all take fewer steps than one by one."""
+    backend = _smollm2(tmp_path, "parallel=2")
+    await backend.generate(ask("Hi", max_tokens=1))  # the model and its engine exist
+    engine = _engine(backend)
+    jobs: list[Any] = []
+    submit = engine.submit
+
+    def record(job: Any) -> None:
+        jobs.append(job)
+        submit(job)
+
+    engine.submit = record
+    long = ask("Write a long story about a dragon and a knight.", max_tokens=48, temperature=0.8, seed=1)
+    shorts = [ask(f"Say the word {word}.", max_tokens=3, temperature=0.8, seed=2) for word in ("red", "blue")]
+    before = engine.stats.steps
+
+    results = await asyncio.gather(backend.generate(long), *(backend.generate(s) for s in shorts))
+
+    tokens = sum(r.usage.completion_tokens for r in results)
+    assert engine.stats.steps - before < tokens  # steps were shared
+    first, second, third = sorted(jobs, key=lambda job: job.first_step)
+    assert results[0].candidates[0].completion_tokens > 6  # the long one did run long
+    assert third.first_step >= min(first.last_step, second.last_step)  # it waited for a slot ...
+    assert third.first_step < max(first.last_step, second.last_step)  # ... not for the slowest
+
+
+@pytest.mark.model
+async def test_concurrent_rows_with_one_system_prompt_read_it_once(smollm2: LocalBackend) -> None:
+    system = "You are a terse assistant. " * 20  # a long shared prefix
+    requests = [
+        Request.from_prompt(f"Name a {thing}.", system=system, params=Params(max_tokens=8, temperature=0.8, seed=3))
+        for thing in ("fruit", "tree", "bird")
+    ]
+    await smollm2.generate(ask("Hi", max_tokens=1))
+    stats = _engine(smollm2).stats
+    read, shared = stats.prompt_read, stats.prompt_shared
+
+    results = await asyncio.gather(*(smollm2.generate(r, n=2) for r in requests))
+
+    prompts = sum(r.usage.prompt_tokens for r in results)
+    assert stats.prompt_shared - shared > prompts  # every sibling and the later rows took cached cells
+    assert stats.prompt_read - read < prompts  # the system prompt was read once, not three times
+
+
+@pytest.mark.model
+async def test_a_cancelled_request_leaves_the_engine_at_the_next_step(smollm2: LocalBackend) -> None:
+    await smollm2.generate(ask("Hi", max_tokens=1))
+    engine = _engine(smollm2)
+    task = asyncio.create_task(smollm2.generate(ask("Count to a thousand.", max_tokens=400, temperature=0), n=3))
+    while engine.stats.generated < 6:  # it is decoding
+        await asyncio.sleep(0.01)
+    steps = engine.stats.steps
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    follow = await smollm2.generate(ask("Say yes.", max_tokens=2, temperature=0))
+
+    assert follow.candidates[0].completion_tokens
+    assert engine.stats.steps - steps < 100  # the 3 x 400 tokens were not decoded
+    assert not engine._sequences
+
+
+@pytest.mark.model
+async def test_work_that_needs_the_thread_alone_is_not_starved_by_the_engine(smollm2: LocalBackend) -> None:
+    await smollm2.generate(ask("Hi", max_tokens=1))
+    busy = [smollm2.generate(ask(f"Story number {i}.", max_tokens=30, temperature=0.8, seed=i), n=2) for i in range(4)]
+    scored = smollm2.generate(ask("Say a number.", max_tokens=4, top_logprobs=2))  # one by one
+
+    results = await asyncio.wait_for(asyncio.gather(*busy, scored), timeout=120)
+
+    assert results[-1].candidates[0].logprobs
+    assert all(len(r.candidates) == 2 for r in results[:-1])
+
+
+@pytest.mark.model
+async def test_a_failing_decode_fails_its_requests_with_a_backend_error_and_the_engine_recovers(
+    smollm2: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await smollm2.generate(ask("Hi", max_tokens=1))
+    engine = _engine(smollm2)
+    decode = engine._ctx.decode
+    calls = 0
+
+    def failing(batch: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("llama_decode returned 1")
+        decode(batch)
+
+    monkeypatch.setattr(engine._ctx, "decode", failing)
+
+    with pytest.raises(BackendError, match="llama_decode returned 1"):
+        await smollm2.generate(ask("Count to ten.", max_tokens=8, temperature=0), n=2)
+    again = await smollm2.generate(ask("Count to ten.", max_tokens=8, temperature=0), n=2)
+
+    assert all(c.text for c in again.candidates)

