@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import figure
+
 from fusion_of_n.backends.local.loader import clear_model_cache, loaded_models
 from fusion_of_n.config import PipelineSettings
 from fusion_of_n.pipeline.generate import run_generate
@@ -116,6 +118,12 @@ def main() -> None:
             f"{name:<28} {r['wall']:>8.1f} {r['tokens']:>7.0f} {speed:>7.1f} "
             f"{speed / (first['tokens'] / first['wall']):>7.2f}x {first['wall'] / r['wall']:>6.2f}x  {loop}"
         )
+    one, row, rows = (results[name] for name, _, _ in ways)
+    one_speed, row_speed, rows_speed = (r["tokens"] / r["wall"] for r in (one, row, rows))
+    figure("local.rows_speedup", rows_speed / one_speed, f"**{rows_speed / one_speed:.2f}x**")
+    figure("local.rows_tok_s", rows_speed, f"{rows_speed:.0f} tok/s")
+    figure("local.one_tok_s", one_speed, f"one by one {one_speed:.0f} tok/s")
+    figure("local.row_speedup", row_speed / one_speed, f"{row_speed / one_speed:.2f}x")
 
 
 if __name__ == "__main__":

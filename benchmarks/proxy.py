@@ -42,6 +42,7 @@ from _proxy_servers import (
     serve_missing,
 )
 from _proxy_upstream import UpstreamProcess
+from _report import figure
 
 PROMPT = [{"role": "user", "content": "Why is the sky blue? Answer in one or two sentences."}]
 
@@ -157,6 +158,13 @@ def render(targets: list[Target], direct: Target, latency: float) -> None:
         plus = f"{'':>7} {'':>7}"
         if t.overhead and direct.walls:
             plus = f"{1000 * (p50 - statistics.median(direct.walls)):>7.2f} {1000 * (high - p95(direct.walls)):>7.2f}"
+            added = 1000 * (p50 - statistics.median(direct.walls))
+            if t.label.startswith("fusion-of-n"):
+                figure("proxy.plus_p50_ms", added, f"+{added:.2f} ms")
+                if t.cpu is not None:
+                    figure("proxy.cpu_ms", 1000 * t.cpu, f"{1000 * t.cpu:.2f} ms CPU")
+            else:
+                figure("proxy.optillm_plus_p50_ms", added, f"OptiLLM +{added:.1f} ms")
         cpu = "" if t.cpu is None else f"{1000 * t.cpu:.2f}"
         print(
             f"{t.label:<30} {t.n_label:<30} {c['requests'] / per:>5.1f} {pattern:<10} "

@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 
+from _report import figure
 from _server_process import ServerProcess, Upstream
 
 from fusion_of_n.backends.openai import OpenAIBackend
@@ -76,6 +77,8 @@ async def compare_n(honouring: ServerProcess, ignoring: ServerProcess, n: int, r
     print(f"{'strategy':<36} {'wall s':>8} {'calls':>6} {'x n=N':>7}")
     for label, (wall, calls) in rows:
         print(f"{label:<36} {wall:>8.3f} {calls:>6.0f} {wall / base:>7.2f}")
+    figure("sampling.n8_s", base, f"{base:.3f} s")
+    figure("sampling.sequential_s", rows[2][1][0], f"{rows[2][1][0]:.3f} s")
 
 
 async def throughput(server: ServerProcess, calls: int, in_flight: int) -> None:
