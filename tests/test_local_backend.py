@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import random
 import re
 import sys
 import threading
@@ -536,3 +537,17 @@ async def test_a_failing_decode_fails_its_requests_with_a_backend_error_and_the_
     again = await smollm2.generate(ask("Count to ten.", max_tokens=8, temperature=0), n=2)
 
     assert all(c.text for c in again.candidates)
+
+
+def test_common_prefix_matches_a_token_by_token_scan() -> None:
+    from fusion_of_n.backends.local.engine import _common_prefix
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        a = [rng.randint(0, 2) for _ in range(rng.randint(0, 30))]
+        b = a[: rng.randint(0, len(a))] + [rng.randint(0, 2) for _ in range(rng.randint(0, 5))]
+        limit = rng.randint(0, 40)
+        expected = 0
+        while expected < min(len(a), len(b), limit) and a[expected] == b[expected]:
+            expected += 1
+        assert _common_prefix(a, b, limit) == expected

@@ -302,6 +302,8 @@ class Engine:
     def _admit(self) -> None:
         """Start waiting samples, oldest job first, while slots and cells allow."""
         for job in list(self._jobs):
+            if all(owner is not None for owner in self._owner):
+                return  # every slot is decoding
             if not job.prompt and not self._prepare(job):
                 continue
             if self._reading_its_prefix(job):
@@ -573,8 +575,13 @@ def _put(raw: Any, row: int, token: int, pos: int, slot: int, *, logits: bool) -
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
-    n = min(len(a), len(b), limit)
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
+    """How many leading tokens ``a`` and ``b`` share, at most ``limit`` (a binary search over slice
+    comparisons, which run in C: prompts are thousands of tokens and this runs for every slot)."""
+    low, high = 0, max(0, min(len(a), len(b), limit))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
