@@ -119,22 +119,23 @@ async def test_when_the_output_cannot_be_written_the_run_stops_and_the_next_run_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     output = tmp_path / "out.jsonl"
-    real_write = RecordWriter.write
+    real_write = RecordWriter.write_line
     written: list[str] = []
     failures: list[str] = []
 
-    def full_disk(self: RecordWriter, record: dict[str, Any]) -> None:
+    def full_disk(self: RecordWriter, line: bytes) -> None:
+        record = json.loads(line)
         if self.path == str(output) and len(written) == 2 and not failures:  # the third write fails, once
             failures.append(str(record["id"]))
             raise OSError(28, "No space left on device")
-        real_write(self, record)
+        real_write(self, line)
         if self.path == str(output):
             written.append(str(record["id"]))
 
-    monkeypatch.setattr(RecordWriter, "write", full_disk)
+    monkeypatch.setattr(RecordWriter, "write_line", full_disk)
     with pytest.raises(OSError, match="No space left"):
         await run(output, list(rows(8)), settings(), concurrency=2)
-    monkeypatch.setattr(RecordWriter, "write", real_write)
+    monkeypatch.setattr(RecordWriter, "write_line", real_write)
     assert ids_in(str(output)) == written and failures[0] not in written
 
     second = await run(output, list(rows(8)), settings(), concurrency=2)

@@ -130,6 +130,12 @@ def input_error_record(line: int, message: str, row_id: str | None = None) -> di
 # -- writing -------------------------------------------------------------------------------------------
 
 
+def record_line(record: Mapping[str, Any]) -> bytes:
+    """``record`` as one line of an output file: JSON (non-ASCII characters as they are) and a newline.
+    Raises TypeError or ValueError for a value JSON cannot hold."""
+    return json.dumps(record, ensure_ascii=False).encode() + b"\n"
+
+
 class RecordWriter:
     """Appends JSON lines. Each record is handed to the OS at once (one write + flush), so a killed
     process loses nothing it wrote; fsync (against power loss) every ``batch`` records and on close."""
@@ -139,8 +145,12 @@ class RecordWriter:
         self._handle: IO[bytes] = open(path, mode + "b")
         self._pending = 0
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+    def write(self, record: Mapping[str, Any]) -> None:
+        self.write_line(record_line(record))
+
+    def write_line(self, line: bytes) -> None:
+        """Append a line made by :func:`record_line` (a caller that encoded the record already)."""
+        self._handle.write(line)
         self._handle.flush()
         self._pending += 1
         if self._pending >= self.batch:
