@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import random
 import re
@@ -551,3 +552,57 @@ def test_common_prefix_matches_a_token_by_token_scan() -> None:
         while expected < min(len(a), len(b), limit) and a[expected] == b[expected]:
             expected += 1
         assert _common_prefix(a, b, limit) == expected
+
+
+@pytest.mark.model
+async def test_a_storm_of_mixed_requests_all_end_and_leave_the_engine_clean(tmp_path: Path) -> None:
+    """Many overlapping requests of every kind on 4 slots: different budgets and sample counts, stop strings,
+    a grammar, streams read to the end or closed early, requests cancelled while they wait or decode, and
+    one-by-one work in between. Each finished one has its samples and usage; the loop ends idle."""
+    from fusion_of_n.types import OutputFormat
+
+    backend = _smollm2(tmp_path, "parallel=4,n_ctx=512")
+    await backend.generate(ask("Hi", max_tokens=1))
+    engine = _engine(backend)
+    rng = random.Random(5)
+    yes_no = OutputFormat("yes-no", 'root ::= "yes" | "no"')
+
+    async def one(i: int) -> tuple[str, Any]:
+        kind = rng.choice(["plain", "plain", "stop", "grammar", "stream", "scored", "cancel"])
+        budget = rng.choice([1, 4, 12, 40])
+        request = ask(f"Question {i}: name a {rng.choice(['colour', 'city', 'animal'])}.", max_tokens=budget, seed=i)
+        if kind == "stop":
+            request = request.with_params(stop=(" ", "."))
+        if kind == "grammar":
+            request = request.with_params(output_format=yes_no)
+        if kind == "scored":
+            request = request.with_params(top_logprobs=2)
+        if kind == "stream":
+            pieces = []
+            async for delta in backend.stream(request):
+                pieces.append(delta)
+                if rng.random() < 0.3:
+                    break  # closed early
+            return kind, pieces
+        task = asyncio.create_task(backend.generate(request, n=rng.choice([1, 2, 3])))
+        if kind == "cancel":
+            await asyncio.sleep(rng.random() * 0.2)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                return kind, await task
+            return kind, None
+        return kind, await task
+
+    outcomes = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(40))), timeout=300)
+
+    for kind, outcome in outcomes:
+        if kind in ("plain", "stop", "grammar", "scored") or (kind == "cancel" and outcome is not None):
+            assert outcome.candidates and all(c.finish_reason in ("stop", "length") for c in outcome.candidates)
+            assert outcome.usage.completion_tokens == sum(c.completion_tokens or 0 for c in outcome.candidates)
+        if kind == "grammar":
+            assert all(c.text in ("yes", "no") for c in outcome.candidates)
+        if kind == "stop":
+            assert all(" " not in c.text and "." not in c.text for c in outcome.candidates)
+    await asyncio.sleep(0.2)  # the loop notices the last cancellations at its next step
+    assert not engine._sequences and not engine._jobs and not engine._running
+    assert len(engine._kept) <= engine.slots
