@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -129,3 +130,24 @@ async def test_resume_after_a_torn_line_appends_cleanly(tmp_path: Path) -> None:
     assert (summary.skipped, summary.done) == (2, 1)
     assert [r["id"] for r in read_records(output)] == ["r0", "r1", "r2"]
     assert all(line.startswith("{") for line in Path(output).read_text().splitlines())
+
+
+async def test_a_run_freezes_the_heap_it_started_with_and_unfreezes_it_after(tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def step(request) -> Reply:
+        seen.append(gc.get_freeze_count())
+        return Reply("an answer")
+
+    summary, _, _ = await run(tmp_path, rows(3), methods=("first",), teachers=[FakeBackend([step], name="t")])
+    assert summary.done == 3 and min(seen) > 0  # the rows ran with the older objects left out of collections
+    assert gc.get_freeze_count() == 0
+
+
+async def test_a_heap_frozen_by_someone_else_stays_frozen_after_a_run(tmp_path: Path) -> None:
+    gc.freeze()
+    try:
+        await run(tmp_path, rows(2), methods=("first",))
+        assert gc.get_freeze_count() > 0  # not unfrozen by the run (objects freed by refcount leave the count)
+    finally:
+        gc.unfreeze()
