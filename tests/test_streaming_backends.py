@@ -474,6 +474,28 @@ class GatedChunks:
                     self.gate.wait(timeout=60)
 
 
+async def stop_early(backend: LocalBackend, request: Request, how: str) -> list[Delta]:
+    """Read the first delta of a stream of ``request``, then close it (``aclose``) or cancel its reader."""
+    received: list[Delta] = []
+
+    async def consume() -> None:
+        async for delta in backend.stream(request):
+            received.append(delta)
+            await asyncio.sleep(3600)  # a slow reader
+
+    if how == "aclose":
+        stream = backend.stream(request)
+        received.append(await anext(stream))
+        await stream.aclose()
+    else:
+        task = asyncio.create_task(consume())
+        assert await eventually(lambda: bool(received), timeout=60)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return received
+
+
 @pytest.mark.model
 @pytest.mark.parametrize("how", ["aclose", "cancel"])
 async def test_local_stream_stopped_early_stops_the_worker_at_the_next_chunk_and_frees_the_model(
@@ -481,23 +503,8 @@ async def test_local_stream_stopped_early_stops_the_worker_at_the_next_chunk_and
 ) -> None:
     smollm2 = _smollm2(tmp_path, ",parallel=1")  # the one-by-one path: create_chat_completion's chunks
     long = ask("Write a long story about a lighthouse keeper.", temperature=0, max_tokens=300)
-    received: list[Delta] = []
-
-    async def consume() -> None:
-        async for delta in smollm2.stream(long):
-            received.append(delta)
-
     with GatedChunks(await smollm2._model()) as chunks:
-        if how == "aclose":
-            stream = smollm2.stream(long)
-            received.append(await anext(stream))
-            await stream.aclose()
-        else:
-            task = asyncio.create_task(consume())
-            assert await eventually(lambda: bool(received), timeout=60)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        received = await stop_early(smollm2, long, how)
         chunks.gate.set()
         after = await smollm2.generate(ask("Say yes.", temperature=0, max_tokens=3))
 
@@ -515,23 +522,7 @@ async def test_local_stream_stopped_early_ends_its_sequence_in_the_engine_at_the
     long = ask("Write a long story about a lighthouse keeper.", temperature=0, max_tokens=300)
     await smollm2.generate(ask("Hi", max_tokens=1))
     engine = (await smollm2._model()).engine
-    received: list[Delta] = []
-
-    async def consume() -> None:
-        async for delta in smollm2.stream(long):
-            received.append(delta)
-            await asyncio.sleep(3600)  # a slow reader
-
-    if how == "aclose":
-        stream = smollm2.stream(long)
-        received.append(await anext(stream))
-        await stream.aclose()
-    else:
-        task = asyncio.create_task(consume())
-        assert await eventually(lambda: bool(received), timeout=60)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    received = await stop_early(smollm2, long, how)
     generated = engine.stats.generated
     after = await smollm2.generate(ask("Say yes.", temperature=0, max_tokens=3))
 

@@ -520,13 +520,7 @@ class Engine:
     def _fail_running(self, exc: BaseException) -> None:
         """A decode failed: every job with a running sequence fails; the cache starts empty."""
         failed = {id(s.job): s.job for s in self._sequences}
-        for sequence in list(self._sequences):
-            sequence.sampler.close()
-        self._sequences.clear()
-        self._ctx.kv_cache_clear()
-        self._kv = [[] for _ in range(self.slots)]
-        self._owner = [None] * self.slots
-        self._kept.clear()
+        self._empty()
         for job in failed.values():
             job.running = 0
             self._settle(job, exc)
@@ -536,16 +530,20 @@ class Engine:
             self._jobs.extend(self._inbox)
             self._inbox.clear()
         if self._ctx is not None:
-            for sequence in list(self._sequences):
-                sequence.sampler.close()
-            self._sequences.clear()
-            self._ctx.kv_cache_clear()
-            self._kv = [[] for _ in range(self.slots)]
-            self._owner = [None] * self.slots
-            self._kept.clear()
+            self._empty()
         for job in list(self._jobs):
             self._settle(job, outcome)
         self._jobs.clear()
+
+    def _empty(self) -> None:
+        """Drop every sequence and every cached cell."""
+        for sequence in self._sequences:
+            sequence.sampler.close()
+        self._sequences.clear()
+        self._ctx.kv_cache_clear()
+        self._kv = [[] for _ in range(self.slots)]
+        self._owner = [None] * self.slots
+        self._kept.clear()
 
     def _sampler(self, params: Params, seed: int) -> Any:
         """llama-cpp-python's chain (``Llama._init_sampler``) for ``params``, seeded."""
