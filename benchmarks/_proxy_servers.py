@@ -152,3 +152,10 @@ def optillm(python: Path, upstream_url: str, cache: Path, best_of_n: int) -> Pro
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPTILLM_", "CEREBRAS_", "AZURE_", "OPENAI_"))}
     env["OPENAI_API_KEY"] = "unused-by-the-fake-upstream"  # selects its OpenAI client, which honours --base-url
     return ProxyProcess("OptiLLM", command, port, cache / "optillm.log", env, cache)
+
+
+def bare(upstream_url: str, cache: Path) -> ProxyProcess:
+    """The aiohttp-only forwarder of ``_bare_forwarder.py``: the floor a Python proxy reaches here."""
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).with_name("_bare_forwarder.py")), upstream_url, str(port)]
+    return ProxyProcess("bare aiohttp forwarder", command, port, cache / "bare-forwarder.log", dict(os.environ), cache)

@@ -3,9 +3,10 @@
 One fake OpenAI-compatible upstream (its own process, fixed latency) serves both proxies; each proxy is
 a subprocess whose CPU time is read from /proc before and after its run. Rows:
 
-- overhead: a client calling the upstream directly, our proxy with ``method=first, n=1`` and OptiLLM's
-  ``none`` passthrough (each one upstream call), interleaved request by request; added latency is the
-  proxied p50/p95 minus the direct p50/p95;
+- overhead: a client calling the upstream directly, our proxy with ``method=first, n=1``, OptiLLM's
+  ``none`` passthrough and a bare aiohttp forwarder (``_bare_forwarder.py``: the floor for a Python proxy
+  here), each one upstream call, interleaved request by request; added latency is the proxied p50/p95
+  minus the direct p50/p95;
 - approaches: our ``fusion`` and ``bon`` (LLM judge = the same model) against OptiLLM's ``moa`` and
   ``bon``, one request at a time. Calls and tokens are counted at the upstream (whitespace words,
   as the fake server computes usage); "reported" is what the proxy's own ``usage`` claims.
@@ -35,6 +36,7 @@ from _proxy_servers import (
     FUSION_OF_N,
     ProxyProcess,
     Unavailable,
+    bare,
     cpu_seconds,
     install_optillm,
     optillm,
@@ -163,6 +165,10 @@ def render(targets: list[Target], direct: Target, latency: float) -> None:
                 figure("proxy.plus_p50_ms", added, f"+{added:.2f} ms")
                 if t.cpu is not None:
                     figure("proxy.cpu_ms", 1000 * t.cpu, f"{1000 * t.cpu:.2f} ms CPU")
+            elif t.label.startswith("bare"):
+                figure("proxy.bare_plus_p50_ms", added, f"bare aiohttp +{added:.2f} ms")
+                if t.cpu is not None:
+                    figure("proxy.bare_cpu_ms", 1000 * t.cpu, f"{1000 * t.cpu:.2f} ms CPU")
             else:
                 figure("proxy.optillm_plus_p50_ms", added, f"OptiLLM +{added:.1f} ms")
         cpu = "" if t.cpu is None else f"{1000 * t.cpu:.2f}"
@@ -198,6 +204,7 @@ def build_targets(args: argparse.Namespace, up: UpstreamProcess, stack: ExitStac
         "direct": Target("direct to the fake upstream", "1 call", up.url, {"model": "fake", "messages": PROMPT}),
         "first": Target("fusion-of-n first", "n=1", body={"fusion_of_n": {"n": 1, "method": "first"}}),
         "none": Target("OptiLLM none", "n=1 (passthrough)", body={"model": "none-fake"}),
+        "bare": Target("bare aiohttp forwarder", "n=1 (the floor)", body={"model": "fake", "messages": PROMPT}),
         "fusion": Target("fusion-of-n fusion", f"N={n} + 1 fusor call", body={"fusion_of_n": {"n": n}}),
         "moa": Target("OptiLLM moa", "N=3 fixed + critique + final", body={"model": "moa-fake"}),
         "bon": Target("fusion-of-n bon", f"N={n} + {n} judge calls", body={"fusion_of_n": {"n": n, "method": "bon"}}),
@@ -208,11 +215,12 @@ def build_targets(args: argparse.Namespace, up: UpstreamProcess, stack: ExitStac
         t.body = {"model": "fusion-of-n", "messages": PROMPT, **t.body}
     for t in optillm_rows:
         t.body = {**t.body, "messages": PROMPT}
-    rows["first"].overhead = rows["none"].overhead = True
+    rows["first"].overhead = rows["none"].overhead = rows["bare"].overhead = True
     if args.n != 3:
         rows["moa"].n_label = "N=3 fixed (cannot change)"
     start(ours_rows, lambda: _start_ours(args, up, stack))
     start(optillm_rows, lambda: stack.enter_context(optillm(install_optillm(args.cache), up.url, args.cache, n)))
+    start([rows["bare"]], lambda: stack.enter_context(bare(up.url, args.cache)))
     return list(rows.values())
 
 
@@ -248,8 +256,8 @@ def main() -> None:
     with UpstreamProcess(latency=args.latency) as up, ExitStack() as stack:
         targets = build_targets(args, up, stack)
         direct = targets[0]
-        asyncio.run(overhead(up, targets[:3], args.overhead_requests))
-        for target in targets[3:]:
+        asyncio.run(overhead(up, targets[:4], args.overhead_requests))
+        for target in targets[4:]:
             asyncio.run(approach(up, target, args.requests))
     print()
     render(targets, direct, args.latency)
