@@ -66,8 +66,9 @@ lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 
+# the quick benchmarks (~6 min on 2 cores); their figures regenerate README's "Measured here" table
 bench: install-dev
-	$(PY) benchmarks/sampling.py
+	$(PY) benchmarks/measured.py --run --write README.md
 
 # A local mini-reproduction of the paper on the embedded models (see README). Sizes are variables:
 # make paper-mini PAPER_ROWS=12 PAPER_MT=4
