@@ -3,7 +3,7 @@
 The converter is llama.cpp's own ``convert_hf_to_gguf.py`` (with its ``conversion/`` package and the
 matching ``gguf-py``). It is not part of the llama-cpp-python wheel, so it is taken from the
 llama-cpp-python source distribution of the installed version, fetched once with
-``pip download --no-binary :all:`` and unpacked (those three entries only) into
+``pip download --no-binary llama-cpp-python`` and unpacked (those three entries only) into
 ``CACHE/tools/llama.cpp-VERSION/``. ``make install-dev`` does this at install time
 (``python -m fusion_of_n.train --fetch-converter``), so training needs no network; a llama.cpp
 checkout of your own can be named instead (``--llama-cpp DIR``, or ``FUSION_OF_N_LLAMA_CPP``).
@@ -71,7 +71,8 @@ def fetch_converter(cache_dir: Path) -> Path:
     version = llama_cpp_version()
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent) as scratch:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q",
+        # --no-binary for this one package: with :all:, pip built its build requirements from source too (~25 s)
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-python", "-q",
                    "-d", scratch, f"llama-cpp-python=={version}"]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         archives = list(Path(scratch).glob("llama_cpp_python-*.tar.gz"))
