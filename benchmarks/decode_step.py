@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument(
         "--split", action="store_true", help="one KV stream per sequence (kv_unified off) instead of the engine's pool"
     )
+    parser.add_argument("--flash", action="store_true", help="flash attention on (it skips masked cells)")
     args = parser.parse_args()
     import llama_cpp
     from llama_cpp import _internals
@@ -79,6 +80,8 @@ def main() -> None:
         params.n_ctx = 16384
         params.n_seq_max = 16
         params.kv_unified = not args.split
+        if args.flash:
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
         batch = _internals.LlamaBatch(n_tokens=512, embd=0, n_seq_max=1, verbose=False)
         raw = batch.batch

@@ -44,7 +44,7 @@ async def measure(server: ServerProcess, op: Callable[[], Awaitable[object]], re
 
 async def compare_n(honouring: ServerProcess, ignoring: ServerProcess, n: int, repeats: int) -> None:
     request = Request.from_prompt("Why is the sky blue?", params=Params(temperature=0.7, seed=1))
-    singles = [request.with_messages(request.messages, seed=1 + i) for i in range(n)]
+    singles = [request.with_params(seed=1 + i) for i in range(n)]
     backend = OpenAIBackend("m1", base_url=honouring.url)
     await backend.generate(request)  # open a connection first
 

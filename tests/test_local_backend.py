@@ -244,7 +244,12 @@ async def test_top_logprobs_match_llama_cpp_logits_all(smollm2: LocalBackend) ->
     candidate = (await smollm2.generate(request)).candidates[0]
     settings = await smollm2.load()
     reference = Llama(
-        model_path=str(settings.path), n_ctx=512, n_threads=settings.n_threads, logits_all=True, verbose=False
+        model_path=str(settings.path),
+        n_ctx=512,
+        n_threads=settings.n_threads,
+        logits_all=True,
+        flash_attn=True,  # as the backend loads it
+        verbose=False,
     )
     try:
         expected = reference.create_chat_completion(
