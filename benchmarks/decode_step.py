@@ -11,6 +11,7 @@ arithmetic ran at. When the GMAC/s stop rising, the cores are the limit: more se
 proportionally more time, and tokens/s stays flat.
 
     .venv/bin/python benchmarks/decode_step.py [--model qwen2.5-coder-0.5b] [--threads 2] [--steps 32] [--prompt 200]
+        [--split] [--no-flash]
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def main() -> None:
     parser.add_argument(
         "--split", action="store_true", help="one KV stream per sequence (kv_unified off) instead of the engine's pool"
     )
-    parser.add_argument("--flash", action="store_true", help="flash attention on (it skips masked cells)")
+    parser.add_argument(
+        "--no-flash", action="store_true", help="flash attention off (the engine has it on: it skips masked cells)"
+    )
     args = parser.parse_args()
     import llama_cpp
     from llama_cpp import _internals
@@ -68,6 +71,7 @@ def main() -> None:
     s = shapes(llama)
     source = llama.context_params
     kv = "one KV stream per sequence" if args.split else "one pooled KV cache (as the engine)"
+    kv += ", flash attention off" if args.no_flash else ", flash attention"
     print(f"{args.model}, {args.threads} threads, {args.steps} steps per B, ~{args.prompt} tokens/sequence, {kv}")
     print(
         f"{'B':>3} {'ms/step':>8} {'tok/s':>7} {'x B=1':>6} {'GMAC/step':>10} {'GMAC/s':>7}"
@@ -80,8 +84,9 @@ def main() -> None:
         params.n_ctx = 16384
         params.n_seq_max = 16
         params.kv_unified = not args.split
-        if args.flash:
-            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED if args.no_flash else llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        )
         ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
         batch = _internals.LlamaBatch(n_tokens=512, embd=0, n_seq_max=1, verbose=False)
         raw = batch.batch
@@ -118,7 +123,7 @@ def main() -> None:
         )
     llama.close()
     speedup, rate = per_b[16]
-    if not args.split:  # the README quotes the engine's layout
+    if not args.split and not args.no_flash:  # the README quotes the engine's layout
         figure("decode.b16_speedup", speedup, f"{speedup:.2f}x")
         figure("decode.b16_gmacs", rate, f"{rate:.0f} GMAC/s")
 
