@@ -140,8 +140,9 @@ def load(settings: LoadSettings) -> LoadedModel:
                 n_gpu_layers=settings.n_gpu_layers,
                 chat_format=settings.chat_format,
                 # flash attention skips masked KV cells: in the decode loop's pooled cache a token then
-                # attends over its own sequence's cells only (benchmarks/decode_step.py --flash: 16
-                # sequences 2.7x one instead of 1.8x); the one-by-one path uses it too, so both agree
+                # attends over its own sequence's cells only (benchmarks/decode_step.py, against its
+                # --no-flash: 16 sequences ~2.8x one instead of ~1.8x); the one-by-one path uses it too,
+                # so both agree
                 flash_attn=True,
                 verbose=False,
             )
